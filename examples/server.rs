@@ -1,0 +1,103 @@
+//! The API you would run against your real Kinde business.
+//!
+//! ```sh
+//! KINDE_ISSUER_URL=https://<your_subdomain>.kinde.com \
+//! KINDE_AUDIENCE=<your API audience> \
+//! cargo run --example server
+//! ```
+//!
+//! | variable | default |
+//! | --- | --- |
+//! | `KINDE_ISSUER_URL` (or `KINDE_DOMAIN`), `KINDE_AUDIENCE` | required |
+//! | `KINDE_JWKS_URL` | `{issuer}/.well-known/jwks.json` |
+//! | `CLAIMCHECK_BIND` | `127.0.0.1:3000` |
+//! | `RUST_LOG` | `info` |
+//!
+//! Routes: `GET /health` (public), `GET /me` (any valid token), `GET /reports` (token-trusted,
+//! needs `read:reports`). When ready it prints `listening on http://HOST:PORT` to stdout.
+
+use std::process::ExitCode;
+
+use axum::handler::Handler;
+use axum::routing::get;
+use axum::{Json, Router};
+use claimcheck::kinde::KindeConfig;
+use claimcheck::{Auth, Claims, Permission};
+use serde_json::{Value, json};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+const READ_REPORTS: Permission = Permission::from_static("read:reports");
+
+async fn me(claims: Claims) -> Json<Value> {
+    Json(json!({
+        "sub": claims.subject(),
+        "org_code": claims.org_code(),
+        "permissions": claims.permissions(),
+    }))
+}
+
+async fn reports() -> Json<Value> {
+    Json(json!({"reports": ["q1", "q2"]}))
+}
+
+fn app(auth: &Auth) -> Router {
+    Router::new()
+        .route("/me", get(me))
+        .route(
+            "/reports",
+            get(reports.layer(auth.token_trusted(READ_REPORTS))),
+        )
+        .layer(auth.layer())
+        .merge(Router::new().route("/health", get(|| async { "ok" })))
+        // Traces never show the Authorization header.
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            http::header::AUTHORIZATION,
+        ]))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match KindeConfig::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let auth = match Auth::kinde(&config).await {
+        Ok(auth) => auth,
+        Err(error) => {
+            eprintln!("configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let bind = std::env::var("CLAIMCHECK_BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = match tokio::net::TcpListener::bind(&bind).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("cannot listen on {bind}: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let addr = listener.local_addr().expect("bound address");
+    println!("listening on http://{addr}");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(error) = axum::serve(listener, app(&auth))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        eprintln!("server error: {error}");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}

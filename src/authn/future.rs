@@ -1,0 +1,106 @@
+//! [`ResponseFuture`] of [`JwtAuth`](super::JwtAuth).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use crate::claims::Claims;
+use crate::error::AuthError;
+
+type Verification = Pin<Box<dyn Future<Output = Result<Claims, AuthError>> + Send>>;
+
+pin_project! {
+    /// Response future of [`JwtAuth`](super::JwtAuth).
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Called { #[pin] future: S::Future },
+        Rejected { error: Option<AuthError> },
+        Verifying { verify: Verification, request: Option<Request<ReqBody>>, service: S },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn call(future: S::Future) -> Self {
+        Self {
+            state: State::Called { future },
+        }
+    }
+
+    pub(crate) fn reject(error: AuthError) -> Self {
+        Self {
+            state: State::Rejected { error: Some(error) },
+        }
+    }
+
+    pub(crate) fn verifying(verify: Verification, request: Request<ReqBody>, service: S) -> Self {
+        Self {
+            state: State::Verifying {
+                verify,
+                request: Some(request),
+                service,
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            match this.state.as_mut().project() {
+                StateProj::Called { future } => return future.poll(cx),
+                StateProj::Rejected { error } => {
+                    let error = error
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(error.into_http_response()));
+                }
+                StateProj::Verifying {
+                    verify,
+                    request,
+                    service,
+                } => {
+                    let verified = ready!(verify.as_mut().poll(cx));
+                    let mut request = request
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    match verified {
+                        Ok(claims) => {
+                            request.extensions_mut().insert(claims);
+                            let future = service.call(request);
+                            this.state.set(State::Called { future });
+                        }
+                        Err(error) => return Poll::Ready(Ok(error.into_http_response())),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Authentication middleware: [`JwtAuthLayer`] verifies the bearer token of every request.
+//!
+//! For each request it:
+//! 1. removes any [`Claims`](crate::Claims) extension that came from outside (only this layer
+//!    may vouch for a caller);
+//! 2. reads exactly one `Authorization: Bearer <jwt>` header (see [`bearer`](crate::bearer));
+//! 3. answers from the verified-token cache, or verifies the token with the [`Verifier`];
+//! 4. inserts the `Claims` into the request extensions and calls the inner service.
+//!
+//! A request that fails answers 400/401/503 (see [`error`](crate::error)) without reaching the
+//! inner service. The inner service's error type is kept: rejections are responses. The common
+//! paths (cache hit, known key) are synchronous and allocate no future; only a token whose key
+//! must first be fetched boxes the wait.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use claimcheck::{Claims, JwtAuthLayer, Verifier};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::builder("https://example.kinde.com").audience("my-api").build()?;
+//! verifier.warm_up().await;
+//! let app: Router = Router::new()
+//!     .route("/me", get(|claims: Claims| async move { claims.subject().unwrap_or("").to_owned() }))
+//!     .layer(JwtAuthLayer::new(verifier));
+//! # Ok(()) }
+//! ```
+
+mod future;
+mod layer;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::JwtAuthLayer;
+pub use service::JwtAuth;

@@ -1,0 +1,172 @@
+//! `Authorization: Bearer` parsing (RFC 6750 §2.1).
+//!
+//! Only the header is read: RFC 6750's form-body and query-string transports are never used,
+//! so a token in `?access_token=` is ignored and the request counts as unauthenticated.
+//!
+//! | input | answer |
+//! | --- | --- |
+//! | no `Authorization` header, or another scheme (`Basic …`) | 401, bare `Bearer` challenge |
+//! | two or more `Authorization` headers | 400 `invalid_request` |
+//! | a header value that is not visible ASCII, `Bearer` with no token, or a token with spaces | 400 `invalid_request` |
+//! | a token over the size cap, or with characters outside a JWT's `[A-Za-z0-9_.-]` | 401 `invalid_token` |
+//!
+//! The scheme name is case-insensitive (`bearer`, `BEARER`).
+
+use http::{HeaderMap, header};
+
+use crate::error::{AuthError, AuthErrorKind};
+
+/// Default cap on the size of a token, in bytes.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Extracts the bearer token from the request headers.
+///
+/// Returns the token exactly as sent (borrowed from the header) or the rejection to answer with.
+pub(crate) fn extract(headers: &HeaderMap, max_token_bytes: usize) -> Result<&str, AuthError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(AuthErrorKind::MissingCredentials.into());
+    };
+    if values.next().is_some() {
+        return Err(AuthErrorKind::InvalidRequest.into());
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::new(AuthErrorKind::InvalidRequest))?;
+    parse(value, max_token_bytes)
+}
+
+/// Parses one `Authorization` header value.
+pub(crate) fn parse(value: &str, max_token_bytes: usize) -> Result<&str, AuthError> {
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, rest) = match value.split_once([' ', '\t']) {
+        Some((scheme, rest)) => (scheme, rest.trim_start_matches([' ', '\t'])),
+        None => (value, ""),
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme is no bearer credential at all (RFC 6750 §3.1: no error code).
+        return Err(AuthErrorKind::MissingCredentials.into());
+    }
+    if rest.is_empty() || rest.contains([' ', '\t']) {
+        return Err(AuthErrorKind::InvalidRequest.into());
+    }
+    if rest.len() > max_token_bytes || !rest.bytes().all(is_jwt_byte) {
+        return Err(AuthErrorKind::InvalidToken.into());
+    }
+    Ok(rest)
+}
+
+/// The base64url alphabet plus the JWS segment separator.
+pub(crate) fn is_jwt_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const MAX: usize = DEFAULT_MAX_TOKEN_BYTES;
+
+    fn kind(headers: &HeaderMap) -> Result<&str, AuthErrorKind> {
+        extract(headers, MAX).map_err(|e| e.kind())
+    }
+
+    fn one(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn accepts_bearer_in_any_case() {
+        for value in [
+            "Bearer a.b.c",
+            "bearer a.b.c",
+            "BEARER a.b.c",
+            "bEaReR   a.b.c  ",
+        ] {
+            assert_eq!(kind(&one(value)), Ok("a.b.c"), "{value}");
+        }
+    }
+
+    #[test]
+    fn missing_header_is_missing_credentials() {
+        assert_eq!(
+            kind(&HeaderMap::new()),
+            Err(AuthErrorKind::MissingCredentials)
+        );
+    }
+
+    #[test]
+    fn other_schemes_are_missing_credentials() {
+        for value in [
+            "Basic dXNlcjpwYXNz",
+            "Bearerx a.b.c",
+            "Token a.b.c",
+            "a.b.c",
+        ] {
+            assert_eq!(
+                kind(&one(value)),
+                Err(AuthErrorKind::MissingCredentials),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_headers_are_an_invalid_request() {
+        let mut headers = one("Bearer a.b.c");
+        headers.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer a.b.c"),
+        );
+        assert_eq!(kind(&headers), Err(AuthErrorKind::InvalidRequest));
+    }
+
+    #[test]
+    fn empty_or_spaced_tokens_are_invalid_requests() {
+        for value in ["Bearer", "Bearer ", "Bearer a.b.c d", "Bearer a.b\t.c"] {
+            assert_eq!(
+                kind(&one(value)),
+                Err(AuthErrorKind::InvalidRequest),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_ascii_header_is_an_invalid_request() {
+        let mut headers = HeaderMap::new();
+        let value = HeaderValue::from_bytes(b"Bearer a.b.\xffc").unwrap();
+        headers.insert(header::AUTHORIZATION, value);
+        assert_eq!(kind(&headers), Err(AuthErrorKind::InvalidRequest));
+    }
+
+    #[test]
+    fn bad_characters_are_invalid_tokens() {
+        for value in [
+            "Bearer a.b.c=",
+            "Bearer a+b/c",
+            "Bearer a.b.c\"",
+            "Bearer a,b",
+        ] {
+            assert_eq!(
+                kind(&one(value)),
+                Err(AuthErrorKind::InvalidToken),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn size_cap_is_enforced_exactly() {
+        let at_cap = format!("Bearer {}", "a".repeat(MAX));
+        assert_eq!(parse(&at_cap, MAX).map(str::len), Ok(MAX));
+        let over = format!("Bearer {}", "a".repeat(MAX + 1));
+        assert_eq!(
+            parse(&over, MAX).map_err(|e| e.kind()),
+            Err(AuthErrorKind::InvalidToken)
+        );
+    }
+}

@@ -1,0 +1,421 @@
+//! [`Claims`]: the verified contents of a Kinde access token, and its axum extractor.
+//!
+//! Kinde's shapes are understood natively: `permissions` (keys for the org in `org_code`),
+//! `roles` as strings or `{id,key,name}` objects, typed `feature_flags` (`{"t":"b","v":true}`),
+//! `scp`, `aud` as a string or an array, `gty` for machine-to-machine tokens (which carry no
+//! `sub`), and the `x-hasura-*` claim names Kinde's Hasura integration uses instead.
+//!
+//! ```
+//! use axum::{Json, Router, routing::get};
+//! use claimcheck::Claims;
+//!
+//! async fn me(claims: Claims) -> Json<serde_json::Value> {
+//!     Json(serde_json::json!({
+//!         "sub": claims.subject(),
+//!         "org_code": claims.org_code(),
+//!         "permissions": claims.permissions(),
+//!     }))
+//! }
+//! let app: Router = Router::new().route("/me", get(me));
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use http::request::Parts;
+use serde::de::{self, DeserializeOwned, Deserializer};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AuthError, AuthErrorKind};
+
+/// A role from the token's `roles` claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    /// Kinde's role id, when the claim carries objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The role key (for example `admin`).
+    pub key: String,
+    /// The display name, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A typed feature flag from the token's `feature_flags` claim (`{"t": …, "v": …}`).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeatureFlag {
+    /// `t: "b"`.
+    Bool(bool),
+    /// `t: "s"`.
+    String(String),
+    /// `t: "i"`.
+    Integer(i64),
+    /// Any other type code, kept as sent.
+    Other {
+        /// The type code.
+        t: String,
+        /// The value.
+        v: serde_json::Value,
+    },
+}
+
+/// The verified claims of an access token. Cheap to clone (one reference count).
+///
+/// Inserted into the request extensions by [`JwtAuthLayer`](crate::JwtAuthLayer); extract it in
+/// a handler as `claims: Claims`, or `claims: Option<Claims>` on routes that also serve
+/// anonymous callers. A handler that extracts `Claims` behind no authentication layer answers
+/// 500 (a wiring mistake), never an allow.
+#[derive(Clone)]
+pub struct Claims(Arc<Inner>);
+
+struct Inner {
+    repr: Repr,
+    raw: Box<str>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Repr {
+    pub(crate) iss: String,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub(crate) aud: Vec<String>,
+    pub(crate) exp: i64,
+    #[serde(default)]
+    pub(crate) nbf: Option<i64>,
+    #[serde(default)]
+    pub(crate) iat: Option<i64>,
+    #[serde(default)]
+    azp: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    gty: Vec<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    scp: Vec<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    org_code: Option<String>,
+    #[serde(default, rename = "x-hasura-org-code")]
+    hasura_org_code: Option<String>,
+    #[serde(default)]
+    permissions: Option<Vec<String>>,
+    #[serde(default, rename = "x-hasura-permissions")]
+    hasura_permissions: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "roles")]
+    roles: Option<Vec<Role>>,
+    #[serde(default, rename = "x-hasura-roles", deserialize_with = "roles")]
+    hasura_roles: Option<Vec<Role>>,
+    #[serde(default)]
+    feature_flags: Option<BTreeMap<String, RawFlag>>,
+    #[serde(default, rename = "x-hasura-feature-flags")]
+    hasura_feature_flags: Option<BTreeMap<String, RawFlag>>,
+}
+
+#[derive(Deserialize)]
+struct RawFlag {
+    t: String,
+    v: serde_json::Value,
+}
+
+impl Claims {
+    /// Builds claims from a verified payload. `raw` is the payload JSON, kept for [`Claims::get`].
+    pub(crate) fn from_parts(mut repr: Repr, raw: Box<str>) -> Self {
+        if repr.permissions.is_none() {
+            repr.permissions = repr.hasura_permissions.take();
+        }
+        if repr.org_code.is_none() {
+            repr.org_code = repr.hasura_org_code.take();
+        }
+        if repr.roles.is_none() {
+            repr.roles = repr.hasura_roles.take();
+        }
+        if repr.feature_flags.is_none() {
+            repr.feature_flags = repr.hasura_feature_flags.take();
+        }
+        if let (true, Some(scope)) = (repr.scp.is_empty(), &repr.scope) {
+            repr.scp = scope.split_ascii_whitespace().map(str::to_owned).collect();
+        }
+        Self(Arc::new(Inner { repr, raw }))
+    }
+
+    fn repr(&self) -> &Repr {
+        &self.0.repr
+    }
+
+    /// `sub`: the user id (`kp_…`). `None` for machine-to-machine tokens.
+    pub fn subject(&self) -> Option<&str> {
+        self.repr().sub.as_deref()
+    }
+
+    /// `iss`: the issuer that signed the token.
+    pub fn issuer(&self) -> &str {
+        &self.repr().iss
+    }
+
+    /// `org_code` (or `x-hasura-org-code`): the organization the permissions apply to.
+    pub fn org_code(&self) -> Option<&str> {
+        self.repr().org_code.as_deref()
+    }
+
+    /// `permissions` (or `x-hasura-permissions`). `None` when the claim is absent, which Kinde
+    /// allows (workflows can strip it); `Some(&[])` when it is an empty array.
+    pub fn permissions(&self) -> Option<&[String]> {
+        self.repr().permissions.as_deref()
+    }
+
+    /// Whether the `permissions` claim contains `permission`.
+    pub fn has_permission(&self, permission: &str) -> bool {
+        self.permissions()
+            .is_some_and(|p| p.iter().any(|have| have == permission))
+    }
+
+    /// `roles` (or `x-hasura-roles`), strings and `{id,key,name}` objects alike. Empty when absent.
+    pub fn roles(&self) -> &[Role] {
+        self.repr().roles.as_deref().unwrap_or_default()
+    }
+
+    /// One typed feature flag by key.
+    pub fn feature_flag(&self, key: &str) -> Option<FeatureFlag> {
+        let raw = self.repr().feature_flags.as_ref()?.get(key)?;
+        Some(raw.typed())
+    }
+
+    /// The keys of every feature flag in the token.
+    pub fn feature_flag_keys(&self) -> impl Iterator<Item = &str> {
+        self.repr()
+            .feature_flags
+            .iter()
+            .flat_map(|flags| flags.keys().map(String::as_str))
+    }
+
+    /// `scp` (or the space-separated `scope` of M2M tokens): the granted OAuth scopes.
+    pub fn scopes(&self) -> &[String] {
+        &self.repr().scp
+    }
+
+    /// `aud`, normalised to a list.
+    pub fn audiences(&self) -> &[String] {
+        &self.repr().aud
+    }
+
+    /// `azp`: the client id of the application that obtained the token.
+    pub fn authorized_party(&self) -> Option<&str> {
+        self.repr().azp.as_deref()
+    }
+
+    /// `jti`.
+    pub fn token_id(&self) -> Option<&str> {
+        self.repr().jti.as_deref()
+    }
+
+    /// `iat`, in seconds since the Unix epoch.
+    pub fn issued_at(&self) -> Option<i64> {
+        self.repr().iat
+    }
+
+    /// `exp`, in seconds since the Unix epoch.
+    pub fn expires_at(&self) -> i64 {
+        self.repr().exp
+    }
+
+    /// `gty`: the grant types (`["client_credentials"]` for M2M tokens).
+    pub fn grant_types(&self) -> &[String] {
+        &self.repr().gty
+    }
+
+    /// Whether this is a machine-to-machine (client credentials) token.
+    pub fn is_machine(&self) -> bool {
+        self.grant_types().iter().any(|g| g == "client_credentials")
+    }
+
+    /// Any claim, deserialized on demand from the verified payload (`email`, custom claims, …).
+    /// `None` when absent or not of type `T`.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
+        let mut all: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&self.0.raw).ok()?;
+        serde_json::from_value(all.remove(name)?).ok()
+    }
+
+    /// The verified payload as JSON text.
+    pub fn as_json(&self) -> &str {
+        &self.0.raw
+    }
+}
+
+impl RawFlag {
+    fn typed(&self) -> FeatureFlag {
+        match (self.t.as_str(), &self.v) {
+            ("b", serde_json::Value::Bool(b)) => FeatureFlag::Bool(*b),
+            ("s", serde_json::Value::String(s)) => FeatureFlag::String(s.clone()),
+            ("i", v) if v.as_i64().is_some() => FeatureFlag::Integer(v.as_i64().unwrap_or(0)),
+            (t, v) => FeatureFlag::Other {
+                t: t.to_owned(),
+                v: v.clone(),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Claims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Claims")
+            .field("sub", &self.subject())
+            .field("iss", &self.issuer())
+            .field("org_code", &self.org_code())
+            .field("permissions", &self.permissions())
+            .field("gty", &self.grant_types())
+            .field("exp", &self.expires_at())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Claims {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Claims>().cloned().ok_or_else(|| {
+            tracing::error!(
+                "Claims extracted on a route without JwtAuthLayer: add `.layer(auth.layer())`"
+            );
+            AuthError::new(AuthErrorKind::Misconfigured)
+        })
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Claims {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Claims>().cloned())
+    }
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+fn roles<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Role>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum RoleRepr {
+        Key(String),
+        Object(Role),
+    }
+    let Some(items) = Option::<Vec<RoleRepr>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let roles = items.into_iter().map(|item| match item {
+        RoleRepr::Key(key) => Role {
+            id: None,
+            key,
+            name: None,
+        },
+        RoleRepr::Object(role) => role,
+    });
+    let roles: Vec<Role> = roles.collect();
+    if roles.iter().any(|r| r.key.is_empty()) {
+        return Err(de::Error::custom("empty role key"));
+    }
+    Ok(Some(roles))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(json: &str) -> Claims {
+        Claims::from_parts(serde_json::from_str(json).unwrap(), json.into())
+    }
+
+    #[test]
+    fn kinde_user_token_shapes() {
+        let c = claims(
+            r#"{"iss":"https://x.kinde.com","sub":"kp_1","aud":["api"],"exp":10,"iat":1,
+            "org_code":"org_1","permissions":["read:reports"],"scp":["openid"],
+            "roles":[{"id":"r1","key":"admin","name":"Admin"},"owner"],
+            "feature_flags":{"dark":{"t":"b","v":true},"theme":{"t":"s","v":"pink"},
+                             "limit":{"t":"i","v":5},"blob":{"t":"j","v":{"a":1}}},
+            "email":"a@b.c"}"#,
+        );
+        assert_eq!(c.subject(), Some("kp_1"));
+        assert_eq!(c.org_code(), Some("org_1"));
+        assert!(c.has_permission("read:reports"));
+        assert!(!c.has_permission("read"));
+        assert_eq!(c.roles()[0].key, "admin");
+        assert_eq!(c.roles()[1].key, "owner");
+        assert_eq!(c.feature_flag("dark"), Some(FeatureFlag::Bool(true)));
+        assert_eq!(
+            c.feature_flag("theme"),
+            Some(FeatureFlag::String("pink".into()))
+        );
+        assert_eq!(c.feature_flag("limit"), Some(FeatureFlag::Integer(5)));
+        assert!(matches!(
+            c.feature_flag("blob"),
+            Some(FeatureFlag::Other { .. })
+        ));
+        assert_eq!(c.get::<String>("email").as_deref(), Some("a@b.c"));
+        assert!(!c.is_machine());
+    }
+
+    #[test]
+    fn m2m_token_has_no_subject_and_scope_string() {
+        let c = claims(
+            r#"{"iss":"i","aud":"api","exp":10,"gty":["client_credentials"],"azp":"c1",
+            "scope":"read:users write:flags"}"#,
+        );
+        assert!(c.is_machine());
+        assert_eq!(c.subject(), None);
+        assert_eq!(c.audiences(), ["api"]);
+        assert_eq!(c.scopes(), ["read:users", "write:flags"]);
+    }
+
+    #[test]
+    fn hasura_fallbacks() {
+        let c = claims(
+            r#"{"iss":"i","aud":[],"exp":10,"x-hasura-permissions":["p:1"],
+            "x-hasura-org-code":"org_h","x-hasura-roles":["admin"],
+            "x-hasura-feature-flags":{"f":{"t":"b","v":false}}}"#,
+        );
+        assert_eq!(c.permissions(), Some(&["p:1".to_owned()][..]));
+        assert_eq!(c.org_code(), Some("org_h"));
+        assert_eq!(c.roles()[0].key, "admin");
+        assert_eq!(c.feature_flag("f"), Some(FeatureFlag::Bool(false)));
+    }
+
+    #[test]
+    fn absent_and_empty_permissions_differ() {
+        assert_eq!(claims(r#"{"iss":"i","exp":1}"#).permissions(), None);
+        assert_eq!(
+            claims(r#"{"iss":"i","exp":1,"permissions":[]}"#).permissions(),
+            Some(&[][..])
+        );
+    }
+
+    #[test]
+    fn wrongly_typed_registered_claims_are_rejected() {
+        for bad in [
+            r#"{"iss":["i"],"exp":1}"#,
+            r#"{"iss":"i","exp":"1"}"#,
+            r#"{"iss":"i","exp":1,"aud":5}"#,
+            r#"{"iss":"i","exp":1,"aud":[5]}"#,
+            r#"{"iss":"i","exp":1,"permissions":"read"}"#,
+            r#"{"iss":"i"}"#,
+        ] {
+            assert!(serde_json::from_str::<Repr>(bad).is_err(), "{bad}");
+        }
+    }
+}

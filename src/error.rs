@@ -1,0 +1,306 @@
+//! Errors and the default rejection.
+//!
+//! Every rejection claimcheck produces is an [`AuthError`]. It renders as a proper HTTP answer:
+//!
+//! | kind | status | `WWW-Authenticate` |
+//! | --- | --- | --- |
+//! | [`AuthErrorKind::MissingCredentials`] | 401 | `Bearer` (bare, RFC 6750 §3.1) |
+//! | [`AuthErrorKind::InvalidRequest`] | 400 | `Bearer error="invalid_request", …` |
+//! | [`AuthErrorKind::InvalidToken`], [`AuthErrorKind::ExpiredToken`] | 401 | `Bearer error="invalid_token", …` |
+//! | [`AuthErrorKind::InsufficientScope`] | 403 | `Bearer error="insufficient_scope", scope="…"` |
+//! | [`AuthErrorKind::Unavailable`] | 503 + `Retry-After` | none |
+//! | [`AuthErrorKind::Misconfigured`] | 500 | none |
+//!
+//! The body is always an RFC 9457 `application/problem+json` document. Descriptions are generic
+//! per category on purpose: a client never learns which key ids exist or which check failed.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+/// Media type of RFC 9457 problem documents.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// What went wrong, coarsely. Match on it to customise answers; new kinds may be added.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthErrorKind {
+    /// No `Authorization: Bearer` credentials at all.
+    MissingCredentials,
+    /// The `Authorization` header is malformed (for example sent twice).
+    InvalidRequest,
+    /// The token is malformed, forged, for another audience or issuer, or otherwise unacceptable.
+    InvalidToken,
+    /// The token was valid once but its `exp` has passed.
+    ExpiredToken,
+    /// The token is valid but lacks the permission the route requires.
+    InsufficientScope,
+    /// An upstream we depend on (JWKS, permissions API) is unavailable: fail closed.
+    Unavailable,
+    /// The application is wired wrongly (for example a permission layer without the
+    /// authentication layer in front of it).
+    Misconfigured,
+}
+
+impl AuthErrorKind {
+    /// The HTTP status this kind answers with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::MissingCredentials | Self::InvalidToken | Self::ExpiredToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::InsufficientScope => StatusCode::FORBIDDEN,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The RFC 6750 error code, where there is one.
+    pub fn code(self) -> Option<&'static str> {
+        match self {
+            Self::InvalidRequest => Some("invalid_request"),
+            Self::InvalidToken | Self::ExpiredToken => Some("invalid_token"),
+            Self::InsufficientScope => Some("insufficient_scope"),
+            Self::MissingCredentials | Self::Unavailable | Self::Misconfigured => None,
+        }
+    }
+
+    /// The one generic, client-safe description of this category.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "Bearer credentials are required",
+            Self::InvalidRequest => "The Authorization header is malformed",
+            Self::InvalidToken => "The access token is invalid",
+            Self::ExpiredToken => "The access token expired",
+            Self::InsufficientScope => "The access token lacks the required permission",
+            Self::Unavailable => "An upstream authorization service is unavailable",
+            Self::Misconfigured => "Authorization is misconfigured on this server",
+        }
+    }
+}
+
+/// A rejection. Opaque on purpose: inspect it with [`AuthError::kind`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthError {
+    kind: AuthErrorKind,
+    scope: Option<Box<str>>,
+    retry_after: Option<Duration>,
+}
+
+/// Default `Retry-After` when nothing better is known.
+pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+impl AuthError {
+    /// An error of this kind.
+    pub fn new(kind: AuthErrorKind) -> Self {
+        let retry_after = (kind == AuthErrorKind::Unavailable).then_some(DEFAULT_RETRY_AFTER);
+        Self {
+            kind,
+            scope: None,
+            retry_after,
+        }
+    }
+
+    /// A 403 naming the permission the route requires.
+    pub fn insufficient_scope(permission: &str) -> Self {
+        Self {
+            scope: Some(permission.into()),
+            ..Self::new(AuthErrorKind::InsufficientScope)
+        }
+    }
+
+    /// A 503 advising the client to retry after `retry_after` (rounded up to whole seconds).
+    pub fn unavailable(retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(AuthErrorKind::Unavailable)
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> AuthErrorKind {
+        self.kind
+    }
+
+    /// The HTTP status of this rejection.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The `Retry-After` this rejection advises, for [`AuthErrorKind::Unavailable`].
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    fn www_authenticate(&self) -> Option<String> {
+        let code = match self.kind {
+            AuthErrorKind::MissingCredentials => return Some("Bearer".to_owned()),
+            kind => kind.code()?,
+        };
+        let mut value = format!(
+            "Bearer error=\"{code}\", error_description=\"{}\"",
+            self.kind.description()
+        );
+        if let Some(scope) = &self.scope {
+            // Permission names are validated to a quote-free alphabet; see `Permission`.
+            value.push_str(&format!(", scope=\"{scope}\""));
+        }
+        Some(value)
+    }
+
+    fn problem_body(&self) -> Bytes {
+        let status = self.status();
+        let mut body = serde_json::json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": self.kind.description(),
+        });
+        if let Some(code) = self.kind.code() {
+            body["error"] = code.into();
+        }
+        if let Some(scope) = &self.scope {
+            body["scope"] = scope.as_ref().into();
+        }
+        Bytes::from(body.to_string())
+    }
+
+    /// Renders the rejection for any body type that can be built from bytes
+    /// (`axum::body::Body`, `http_body_util::Full<Bytes>`, …).
+    pub fn into_http_response<B: From<Bytes>>(self) -> Response<B> {
+        let mut response = Response::new(B::from(self.problem_body()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(Ok(value)) = self.www_authenticate().map(HeaderValue::try_from) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+impl fmt::Debug for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthError")
+            .field("kind", &self.kind)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.description())
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+impl From<AuthErrorKind> for AuthError {
+    fn from(kind: AuthErrorKind) -> Self {
+        Self::new(kind)
+    }
+}
+
+impl axum::response::IntoResponse for AuthError {
+    fn into_response(self) -> axum::response::Response {
+        self.into_http_response()
+    }
+}
+
+/// A configuration value is missing or unusable. The message names the setting, never its
+/// value when that value is a secret.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A required setting is absent.
+    Missing(&'static str),
+    /// A setting is present but unusable.
+    Invalid {
+        /// The setting (an environment variable or builder method).
+        setting: &'static str,
+        /// Why it is unusable.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(setting: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            setting,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing(setting) => write!(f, "{setting} is required but not set"),
+            Self::Invalid { setting, reason } => write!(f, "{setting} is invalid: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(err: AuthError) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+        let res: Response<Bytes> = err.into_http_response();
+        let (parts, body) = res.into_parts();
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&body).unwrap(),
+        )
+    }
+
+    #[test]
+    fn missing_credentials_is_a_bare_challenge() {
+        let (status, headers, body) = render(AuthErrorKind::MissingCredentials.into());
+        assert_eq!(status, 401);
+        assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(body["status"], 401);
+        assert!(body.get("error").is_none());
+    }
+
+    #[test]
+    fn insufficient_scope_names_the_permission() {
+        let (status, headers, body) = render(AuthError::insufficient_scope("read:reports"));
+        assert_eq!(status, 403);
+        let challenge = headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(challenge.starts_with("Bearer error=\"insufficient_scope\""));
+        assert!(challenge.ends_with("scope=\"read:reports\""));
+        assert_eq!(body["scope"], "read:reports");
+    }
+
+    #[test]
+    fn unavailable_has_retry_after_rounded_up() {
+        let (status, headers, _) = render(AuthError::unavailable(Duration::from_millis(1500)));
+        assert_eq!(status, 503);
+        assert_eq!(headers[header::RETRY_AFTER], "2");
+        assert!(headers.get(header::WWW_AUTHENTICATE).is_none());
+    }
+
+    #[test]
+    fn expired_and_invalid_share_the_code_but_not_the_description() {
+        let (_, expired, _) = render(AuthErrorKind::ExpiredToken.into());
+        let (_, invalid, _) = render(AuthErrorKind::InvalidToken.into());
+        let e = expired[header::WWW_AUTHENTICATE].to_str().unwrap();
+        let i = invalid[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(e.contains("invalid_token") && i.contains("invalid_token"));
+        assert_ne!(e, i);
+    }
+}

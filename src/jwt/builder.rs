@@ -1,0 +1,255 @@
+//! [`VerifierBuilder`]: every verification setting, with its default.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Verifier;
+use super::cache::TokenCache;
+use super::jwk::Algorithm;
+use super::keys::{KeyStore, KeyTiming};
+use super::source::{FetchLimits, HttpJwksSource, Published};
+use super::verifier::Inner;
+use crate::bearer::DEFAULT_MAX_TOKEN_BYTES;
+use crate::error::ConfigError;
+
+/// Builds a [`Verifier`].
+///
+/// ```
+/// use std::time::Duration;
+/// use claimcheck::Verifier;
+///
+/// let verifier = Verifier::builder("https://example.kinde.com")
+///     .audience("my-api")
+///     .leeway(Duration::from_secs(10))
+///     .build()
+///     .expect("valid settings");
+/// assert_eq!(verifier.issuer(), "https://example.kinde.com");
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct VerifierBuilder {
+    issuer: String,
+    audiences: Vec<String>,
+    jwks_url: Option<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: Duration,
+    max_token_bytes: usize,
+    cache_capacity: u64,
+    cache_max_ttl: Duration,
+    timing: KeyTiming,
+    limits: FetchLimits,
+}
+
+impl Verifier {
+    /// Starts a verifier for tokens issued by `issuer` (for Kinde `https://<sub>.kinde.com`,
+    /// or your custom domain). A trailing `/` is ignored.
+    pub fn builder(issuer: impl Into<String>) -> VerifierBuilder {
+        VerifierBuilder {
+            issuer: issuer.into(),
+            audiences: Vec::new(),
+            jwks_url: None,
+            algorithms: vec![Algorithm::RS256],
+            leeway: Duration::from_secs(30),
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            cache_capacity: 10_000,
+            cache_max_ttl: Duration::from_secs(600),
+            timing: KeyTiming {
+                cooldown: Duration::from_secs(30),
+                cold_retry: Duration::from_secs(1),
+                negative_ttl: Duration::from_secs(5),
+                refresh_interval: Duration::from_secs(600),
+            },
+            limits: FetchLimits {
+                connect_timeout: Duration::from_secs(2),
+                timeout: Duration::from_secs(5),
+                max_body_bytes: 256 * 1024,
+            },
+        }
+    }
+}
+
+impl VerifierBuilder {
+    /// Adds an accepted audience. At least one is required: a token's `aud` must contain one of
+    /// them (this is what keeps ID tokens and other APIs' tokens out).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Adds several accepted audiences.
+    pub fn audiences<I: IntoIterator<Item = S>, S: Into<String>>(mut self, audiences: I) -> Self {
+        self.audiences.extend(audiences.into_iter().map(Into::into));
+        self
+    }
+
+    /// The JWKS URL. Default: `{issuer}/.well-known/jwks.json`.
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.jwks_url = Some(url.into());
+        self
+    }
+
+    /// The accepted signature algorithms. Default: `[RS256]` (Kinde signs with RS256 only).
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`. Default 30 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Largest token accepted, in bytes. Default 8 KiB.
+    pub fn max_token_bytes(mut self, bytes: usize) -> Self {
+        self.max_token_bytes = bytes;
+        self
+    }
+
+    /// How many verified tokens to remember (0 turns the cache off). Default 10 000.
+    pub fn token_cache_capacity(mut self, capacity: u64) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// Longest a verified token is remembered (never past its `exp`). Default 10 min.
+    pub fn token_cache_max_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_max_ttl = ttl;
+        self
+    }
+
+    /// After a JWKS fetch, an unknown kid causes no new fetch for this long. Default 30 s.
+    pub fn jwks_refetch_cooldown(mut self, cooldown: Duration) -> Self {
+        self.timing.cooldown = cooldown;
+        self
+    }
+
+    /// While no key set was ever obtained, how often a request may retry the fetch. Default 1 s.
+    pub fn jwks_cold_retry(mut self, retry: Duration) -> Self {
+        self.timing.cold_retry = retry;
+        self
+    }
+
+    /// How long a kid that was unknown after a fetch is answered from memory. Default 5 s.
+    pub fn unknown_kid_ttl(mut self, ttl: Duration) -> Self {
+        self.timing.negative_ttl = ttl;
+        self
+    }
+
+    /// Age after which the key set is refreshed in the background. Default 10 min.
+    pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
+        self.timing.refresh_interval = interval;
+        self
+    }
+
+    /// Connect and total timeouts of a JWKS fetch. Defaults 2 s and 5 s.
+    pub fn jwks_timeouts(mut self, connect: Duration, total: Duration) -> Self {
+        self.limits.connect_timeout = connect;
+        self.limits.timeout = total;
+        self
+    }
+
+    /// Largest JWKS document accepted, in bytes. Default 256 KiB.
+    pub fn jwks_max_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_body_bytes = bytes;
+        self
+    }
+
+    /// Checks the settings and builds the verifier. No network traffic happens here; call
+    /// [`Verifier::warm_up`] to fetch the keys before serving.
+    pub fn build(self) -> Result<Verifier, ConfigError> {
+        let issuer = self.issuer.trim_end_matches('/').to_owned();
+        check_url("issuer", &issuer)?;
+        let jwks_url = self
+            .jwks_url
+            .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
+        let jwks_url = check_url("jwks_url", &jwks_url)?;
+        if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
+            return Err(ConfigError::Missing("audience"));
+        }
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::invalid(
+                "algorithms",
+                "at least one is required",
+            ));
+        }
+        if self.max_token_bytes == 0 {
+            return Err(ConfigError::invalid("max_token_bytes", "must be positive"));
+        }
+        let published = Arc::new(Published::new());
+        let source = HttpJwksSource::new(
+            jwks_url,
+            &self.limits,
+            self.algorithms.clone(),
+            published.clone(),
+        )
+        .map_err(|e| ConfigError::invalid("jwks http client", e.to_string()))?;
+        let leeway = self.leeway.as_secs();
+        let cache = (self.cache_capacity > 0)
+            .then(|| TokenCache::new(self.cache_capacity, self.cache_max_ttl, leeway));
+        Ok(Verifier::from_inner(Inner {
+            issuer,
+            audiences: self.audiences,
+            algorithms: self.algorithms,
+            leeway,
+            max_token_bytes: self.max_token_bytes,
+            keys: KeyStore::new(source, published, self.timing),
+            cache,
+        }))
+    }
+}
+
+/// Accepts `https://` URLs, and `http://` only for loopback hosts (tests, local fakes).
+pub(crate) fn check_url(setting: &'static str, url: &str) -> Result<reqwest::Url, ConfigError> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| ConfigError::invalid(setting, e.to_string()))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(parsed),
+        "http" if loopback => Ok(parsed),
+        "http" => Err(ConfigError::invalid(
+            setting,
+            "plain http is only allowed for loopback hosts; use https",
+        )),
+        _ => Err(ConfigError::invalid(setting, "must be an https:// URL")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_rules() {
+        assert!(check_url("x", "https://a.kinde.com").is_ok());
+        assert!(check_url("x", "http://127.0.0.1:8080").is_ok());
+        assert!(check_url("x", "http://localhost:1").is_ok());
+        assert!(check_url("x", "http://[::1]:1").is_ok());
+        assert!(check_url("x", "http://a.kinde.com").is_err());
+        assert!(check_url("x", "ftp://a.kinde.com").is_err());
+        assert!(check_url("x", "a.kinde.com").is_err());
+    }
+
+    #[test]
+    fn audience_is_required() {
+        let err = Verifier::builder("https://a.kinde.com")
+            .build()
+            .unwrap_err();
+        assert_eq!(err, ConfigError::Missing("audience"));
+        assert!(err.to_string().contains("audience"));
+    }
+
+    #[test]
+    fn trailing_slash_is_ignored() {
+        let v = Verifier::builder("https://a.kinde.com/")
+            .audience("api")
+            .build()
+            .unwrap();
+        assert_eq!(v.issuer(), "https://a.kinde.com");
+    }
+}

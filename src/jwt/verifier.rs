@@ -1,0 +1,278 @@
+//! [`Verifier`]: turns a bearer token into [`Claims`], or refuses it.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+
+use super::cache::{TokenCache, now_secs};
+use super::jwk::{Algorithm, VerifyingKey};
+use super::keys::{KeyError, KeyStore};
+use crate::claims::{Claims, Repr};
+use crate::error::{AuthError, AuthErrorKind};
+
+/// Verifies access tokens: signature, header and claims. Cheap to clone.
+///
+/// Built with [`Verifier::builder`]; see [`VerifierBuilder`] for every setting and default.
+/// The checks, in order (the first failure decides, and the client only learns "invalid" or
+/// "expired"):
+///
+/// 1. size cap, the JWT alphabet, exactly three non-empty segments;
+/// 2. header: a JSON object with no duplicate names; `alg` exactly one of the allowed
+///    algorithms (so `none` in any casing and `HS256` fail); `kid` a non-empty string; `typ`, if
+///    present, `JWT` or `at+jwt`; no `crit`. `jku`, `x5u`, `jwk` and `x5c` are ignored, never
+///    fetched;
+/// 3. the key for `kid` from the [`KeyStore`]; if the JWK names an `alg`, it must equal the
+///    header's;
+/// 4. the signature (aws-lc-rs);
+/// 5. claims: a JSON object (not an array); `iss` a string equal to the issuer; `aud` (string
+///    or array) containing a configured audience; `exp` a number, not passed; `nbf` and `iat`, if
+///    present, not in the future (all with leeway).
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) issuer: String,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) leeway: u64,
+    pub(crate) max_token_bytes: usize,
+    pub(crate) keys: KeyStore,
+    pub(crate) cache: Option<TokenCache>,
+}
+
+/// The result of the synchronous part of verification.
+pub(crate) enum Step {
+    /// Decided without waiting.
+    Done(Result<Claims, AuthError>),
+    /// The key is not known yet: call [`Verifier::verify`], which may fetch the JWKS.
+    NeedsKey,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// A token split and its header checked.
+struct Parsed<'a> {
+    alg: Algorithm,
+    kid: String,
+    signing_input: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+}
+
+const MAX_HEADER_BYTES: usize = 1024;
+
+fn invalid(reason: &'static str) -> AuthError {
+    tracing::debug!(reason, "token rejected");
+    AuthError::new(AuthErrorKind::InvalidToken)
+}
+
+impl Verifier {
+    pub(crate) fn from_inner(inner: Inner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The issuer tokens must come from.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The largest token accepted, in bytes.
+    pub fn max_token_bytes(&self) -> usize {
+        self.inner.max_token_bytes
+    }
+
+    /// The key store behind this verifier.
+    pub fn key_store(&self) -> &KeyStore {
+        &self.inner.keys
+    }
+
+    /// Fetches the issuer's keys now, so the first request does not pay for it. Returns whether
+    /// keys are available; a `false` is not fatal: requests answer 503 until the JWKS is reachable.
+    pub async fn warm_up(&self) -> bool {
+        let ok = self.inner.keys.warm_up().await;
+        if !ok {
+            tracing::warn!(
+                "JWKS unavailable at warm-up; requests answer 503 until it is reachable"
+            );
+        }
+        ok
+    }
+
+    /// Verifies `token` (the bare JWT, without `Bearer `).
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        if let Step::Done(result) = self.try_verify(token) {
+            return result;
+        }
+        let parsed = self.parse(token)?;
+        let key = self
+            .inner
+            .keys
+            .get(&parsed.kid)
+            .await
+            .map_err(|e| match e {
+                KeyError::Unknown => invalid("unknown kid"),
+                KeyError::Unavailable => AuthError::new(AuthErrorKind::Unavailable),
+            })?;
+        self.finish(token, &parsed, &key)
+    }
+
+    /// Everything that can be decided without waiting: a cache hit, a malformed token, or a
+    /// full verification with a key already known.
+    pub(crate) fn try_verify(&self, token: &str) -> Step {
+        if let Some(claims) = self.inner.cache.as_ref().and_then(|c| c.get(token)) {
+            return Step::Done(Ok(claims));
+        }
+        let parsed = match self.parse(token) {
+            Ok(parsed) => parsed,
+            Err(e) => return Step::Done(Err(e)),
+        };
+        match self.inner.keys.get_now(&parsed.kid) {
+            Some(key) => Step::Done(self.finish(token, &parsed, &key)),
+            None => Step::NeedsKey,
+        }
+    }
+
+    fn parse<'a>(&self, token: &'a str) -> Result<Parsed<'a>, AuthError> {
+        if token.len() > self.inner.max_token_bytes {
+            return Err(invalid("token over the size cap"));
+        }
+        if !token.bytes().all(crate::bearer::is_jwt_byte) {
+            return Err(invalid("not a compact JWS"));
+        }
+        let mut segments = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
+            return Err(invalid("not three segments"));
+        };
+        if header.is_empty() || payload.is_empty() || signature.is_empty() {
+            return Err(invalid("empty segment"));
+        }
+        if header.len() > MAX_HEADER_BYTES {
+            return Err(invalid("header too large"));
+        }
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| invalid("header is not base64url"))?;
+        let jose: Header = serde_json::from_slice(&header_json)
+            .map_err(|_| invalid("header is not a JOSE object"))?;
+        if jose.crit {
+            return Err(invalid("crit header present"));
+        }
+        let alg = Algorithm::from_jose(&jose.alg)
+            .filter(|alg| self.inner.algorithms.contains(alg))
+            .ok_or_else(|| invalid("alg not allowed"))?;
+        if let Some(typ) = &jose.typ {
+            let typ = typ.strip_prefix("application/").unwrap_or(typ);
+            if !typ.eq_ignore_ascii_case("jwt") && !typ.eq_ignore_ascii_case("at+jwt") {
+                return Err(invalid("typ is not JWT or at+jwt"));
+            }
+        }
+        let kid = jose
+            .kid
+            .filter(|kid| !kid.is_empty())
+            .ok_or_else(|| invalid("no kid"))?;
+        Ok(Parsed {
+            alg,
+            kid,
+            signing_input: &token[..header.len() + 1 + payload.len()],
+            payload,
+            signature,
+        })
+    }
+
+    fn finish(
+        &self,
+        token: &str,
+        parsed: &Parsed<'_>,
+        key: &VerifyingKey,
+    ) -> Result<Claims, AuthError> {
+        if key.alg.is_some_and(|alg| alg != parsed.alg) {
+            return Err(invalid("alg differs from the JWK's"));
+        }
+        let valid = jsonwebtoken::crypto::verify(
+            parsed.signature,
+            parsed.signing_input.as_bytes(),
+            &key.key,
+            parsed.alg.to_jwt(),
+        );
+        if !matches!(valid, Ok(true)) {
+            return Err(invalid("bad signature"));
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(parsed.payload)
+            .map_err(|_| invalid("payload is not base64url"))?;
+        let payload = String::from_utf8(payload).map_err(|_| invalid("payload is not UTF-8"))?;
+        if !payload.trim_start().starts_with('{') {
+            return Err(invalid("claims are not a JSON object"));
+        }
+        let repr: Repr =
+            serde_json::from_str(&payload).map_err(|_| invalid("claims malformed or mistyped"))?;
+        self.check_claims(&repr)?;
+        let claims = Claims::from_parts(repr, payload.into_boxed_str());
+        if let Some(cache) = &self.inner.cache {
+            cache.insert(token, claims.clone());
+        }
+        Ok(claims)
+    }
+
+    fn check_claims(&self, repr: &Repr) -> Result<(), AuthError> {
+        if repr.iss != self.inner.issuer {
+            return Err(invalid("iss mismatch"));
+        }
+        if !repr
+            .aud
+            .iter()
+            .any(|aud| self.inner.audiences.contains(aud))
+        {
+            return Err(invalid("aud mismatch"));
+        }
+        let now = i128::from(now_secs());
+        let leeway = i128::from(self.inner.leeway);
+        let in_future = |t: Option<i64>| t.is_some_and(|t| i128::from(t) > now + leeway);
+        if in_future(repr.nbf) {
+            return Err(invalid("nbf in the future"));
+        }
+        if in_future(repr.iat) {
+            return Err(invalid("iat in the future"));
+        }
+        if i128::from(repr.exp) + leeway < now {
+            tracing::debug!(reason = "expired", "token rejected");
+            return Err(AuthError::new(AuthErrorKind::ExpiredToken));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.inner.issuer)
+            .field("audiences", &self.inner.audiences)
+            .field("algorithms", &self.inner.algorithms)
+            .field("leeway", &self.inner.leeway)
+            .finish_non_exhaustive()
+    }
+}

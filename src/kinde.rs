@@ -1,0 +1,224 @@
+//! Kinde configuration: [`KindeConfig::from_env`].
+//!
+//! | variable | meaning |
+//! | --- | --- |
+//! | `KINDE_ISSUER_URL` | `https://<sub>.kinde.com` or your custom domain (required, or `KINDE_DOMAIN`) |
+//! | `KINDE_DOMAIN` | fallback for the issuer; `https://` is added when it has no scheme |
+//! | `KINDE_AUDIENCE` | the API audience(s) tokens must carry, space-separated (required) |
+//! | `KINDE_JWKS_URL` | default `{issuer}/.well-known/jwks.json` |
+//! | `KINDE_MANAGEMENT_CLIENT_ID`, `KINDE_MANAGEMENT_CLIENT_SECRET` | M2M credentials for the Management API (both or neither) |
+//!
+//! ```
+//! use claimcheck::kinde::KindeConfig;
+//!
+//! let vars = [("KINDE_DOMAIN", "example.kinde.com"), ("KINDE_AUDIENCE", "my-api other-api")];
+//! let config = KindeConfig::from_lookup(|name| {
+//!     vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+//! })?;
+//! assert_eq!(config.issuer(), "https://example.kinde.com");
+//! assert_eq!(config.audiences(), ["my-api", "other-api"]);
+//! assert_eq!(config.jwks_url(), "https://example.kinde.com/.well-known/jwks.json");
+//! # Ok::<(), claimcheck::ConfigError>(())
+//! ```
+
+use std::fmt;
+
+use crate::error::ConfigError;
+use crate::jwt::{Verifier, VerifierBuilder};
+
+/// Where the Kinde business lives and what this API accepts.
+#[derive(Clone)]
+pub struct KindeConfig {
+    issuer: String,
+    audiences: Vec<String>,
+    jwks_url: String,
+    management: Option<(String, String)>,
+}
+
+impl KindeConfig {
+    /// A configuration for `issuer`, accepting tokens for any of `audiences`.
+    pub fn new<I, S>(issuer: impl Into<String>, audiences: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let issuer = issuer.into().trim_end_matches('/').to_owned();
+        crate::jwt::check_url_pub("KINDE_ISSUER_URL", &issuer)?;
+        let audiences: Vec<String> = audiences.into_iter().map(Into::into).collect();
+        if audiences.is_empty() || audiences.iter().any(String::is_empty) {
+            return Err(ConfigError::Missing("KINDE_AUDIENCE"));
+        }
+        Ok(Self {
+            jwks_url: format!("{issuer}/.well-known/jwks.json"),
+            issuer,
+            audiences,
+            management: None,
+        })
+    }
+
+    /// Reads the environment variables in the module docs.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`KindeConfig::from_env`], reading variables through `lookup` (handy in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let issuer = match (var("KINDE_ISSUER_URL"), var("KINDE_DOMAIN")) {
+            (Some(issuer), _) => issuer,
+            (None, Some(domain)) if domain.contains("://") => domain,
+            (None, Some(domain)) => format!("https://{domain}"),
+            (None, None) => return Err(ConfigError::Missing("KINDE_ISSUER_URL")),
+        };
+        let audiences = var("KINDE_AUDIENCE").ok_or(ConfigError::Missing("KINDE_AUDIENCE"))?;
+        let mut config = Self::new(issuer, audiences.split_ascii_whitespace())?;
+        if let Some(url) = var("KINDE_JWKS_URL") {
+            config = config.with_jwks_url(url)?;
+        }
+        match (
+            var("KINDE_MANAGEMENT_CLIENT_ID"),
+            var("KINDE_MANAGEMENT_CLIENT_SECRET"),
+        ) {
+            (Some(id), Some(secret)) => config = config.with_management_credentials(id, secret),
+            (None, None) => {}
+            (Some(_), None) => return Err(ConfigError::Missing("KINDE_MANAGEMENT_CLIENT_SECRET")),
+            (None, Some(_)) => return Err(ConfigError::Missing("KINDE_MANAGEMENT_CLIENT_ID")),
+        }
+        Ok(config)
+    }
+
+    /// Uses another JWKS URL than `{issuer}/.well-known/jwks.json`.
+    pub fn with_jwks_url(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
+        let url = url.into();
+        crate::jwt::check_url_pub("KINDE_JWKS_URL", &url)?;
+        self.jwks_url = url;
+        Ok(self)
+    }
+
+    /// Adds Management API (M2M) credentials.
+    pub fn with_management_credentials(
+        mut self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        self.management = Some((client_id.into(), client_secret.into()));
+        self
+    }
+
+    /// The issuer, without a trailing `/`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The accepted audiences.
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+
+    /// The JWKS URL.
+    pub fn jwks_url(&self) -> &str {
+        &self.jwks_url
+    }
+
+    /// The Management API client id, when credentials are configured.
+    pub fn management_client_id(&self) -> Option<&str> {
+        self.management.as_ref().map(|(id, _)| id.as_str())
+    }
+
+    /// A verifier builder for this configuration, to adjust before building.
+    pub fn verifier(&self) -> VerifierBuilder {
+        Verifier::builder(&self.issuer)
+            .audiences(self.audiences.iter().cloned())
+            .jwks_url(&self.jwks_url)
+    }
+}
+
+impl fmt::Debug for KindeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KindeConfig")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("jwks_url", &self.jwks_url)
+            .field("management_client_id", &self.management_client_id())
+            .field(
+                "management_client_secret",
+                &self.management.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<KindeConfig, ConfigError> {
+        KindeConfig::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn issuer_url_wins_over_domain() {
+        let c = from(&[
+            ("KINDE_ISSUER_URL", "https://a.kinde.com/"),
+            ("KINDE_DOMAIN", "b.kinde.com"),
+            ("KINDE_AUDIENCE", "api"),
+        ])
+        .unwrap();
+        assert_eq!(c.issuer(), "https://a.kinde.com");
+    }
+
+    #[test]
+    fn missing_settings_are_named() {
+        assert_eq!(
+            from(&[("KINDE_AUDIENCE", "api")]).unwrap_err(),
+            ConfigError::Missing("KINDE_ISSUER_URL")
+        );
+        assert_eq!(
+            from(&[("KINDE_DOMAIN", "a.kinde.com"), ("KINDE_AUDIENCE", "  ")]).unwrap_err(),
+            ConfigError::Missing("KINDE_AUDIENCE")
+        );
+        let half = from(&[
+            ("KINDE_DOMAIN", "a.kinde.com"),
+            ("KINDE_AUDIENCE", "api"),
+            ("KINDE_MANAGEMENT_CLIENT_ID", "id"),
+        ]);
+        assert_eq!(
+            half.unwrap_err(),
+            ConfigError::Missing("KINDE_MANAGEMENT_CLIENT_SECRET")
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_invalid_and_secrets_are_redacted() {
+        let err = from(&[
+            ("KINDE_ISSUER_URL", "http://a.kinde.com"),
+            ("KINDE_AUDIENCE", "x"),
+        ]);
+        assert!(matches!(
+            err,
+            Err(ConfigError::Invalid {
+                setting: "KINDE_ISSUER_URL",
+                ..
+            })
+        ));
+        let c = from(&[
+            ("KINDE_DOMAIN", "a.kinde.com"),
+            ("KINDE_AUDIENCE", "api"),
+            ("KINDE_JWKS_URL", "https://a.kinde.com/.well-known/jwks"),
+            ("KINDE_MANAGEMENT_CLIENT_ID", "id1"),
+            ("KINDE_MANAGEMENT_CLIENT_SECRET", "s3cr3tvalue"),
+        ])
+        .unwrap();
+        assert_eq!(c.jwks_url(), "https://a.kinde.com/.well-known/jwks");
+        let debug = format!("{c:?}");
+        assert!(debug.contains("id1") && !debug.contains("s3cr3tvalue"));
+    }
+}

@@ -1,0 +1,36 @@
+#![doc = include_str!("../README.md")]
+//!
+//! ## Modules
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`authn`] | [`JwtAuthLayer`]: verifies the bearer token, inserts [`Claims`] |
+//! | [`authz`] | per-route [`authz::RequirePermissionLayer`] |
+//! | [`jwt`] | [`Verifier`], its [`jwt::KeyStore`] and the verified-token cache |
+//! | [`claims`] | [`Claims`] with Kinde's shapes, and its axum extractor |
+//! | [`permission`] | [`Permission`], [`PermissionSet`] |
+//! | [`bearer`] | `Authorization: Bearer` parsing |
+//! | [`error`] | [`AuthError`] and the RFC 6750 / RFC 9457 answers; [`ConfigError`] |
+//! | [`kinde`] | [`kinde::KindeConfig::from_env`] |
+//! | `testing` | `FakeKinde` (feature `test-util`) |
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod auth;
+pub mod authn;
+pub mod authz;
+pub mod bearer;
+pub mod claims;
+pub mod error;
+pub mod jwt;
+pub mod kinde;
+pub mod permission;
+
+pub use auth::Auth;
+pub use authn::JwtAuthLayer;
+pub use claims::Claims;
+pub use error::{AuthError, AuthErrorKind, ConfigError};
+pub use jwt::Verifier;
+pub use permission::{Permission, PermissionSet};
+#[cfg(feature = "test-util")]
+pub mod testing;

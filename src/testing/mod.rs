@@ -1,0 +1,233 @@
+//! [`FakeKinde`]: a real Kinde look-alike HTTP server on `127.0.0.1`, for tests, benches and
+//! demos (feature `test-util`).
+//!
+//! It serves Kinde's wire formats over real HTTP: the JWKS on both `/.well-known/jwks` and
+//! `/.well-known/jwks.json`, OIDC discovery, and `/oauth2/token` (client credentials). Its RSA
+//! keys are generated at start. From Rust you mint user, M2M and ID tokens with any header and
+//! claims, rotate or retire keys, publish odd JWKs, inject faults per endpoint and count calls.
+//!
+//! ```
+//! use claimcheck::testing::FakeKinde;
+//! use claimcheck::{Claims, Verifier};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let kinde = FakeKinde::start().await;
+//! let verifier = Verifier::builder(kinde.issuer())
+//!     .audience(kinde.audience())
+//!     .build()
+//!     .unwrap();
+//! let token = kinde.user_token("kp_1").permissions(["read:reports"]).sign();
+//! let claims: Claims = verifier.verify(&token).await.unwrap();
+//! assert!(claims.has_permission("read:reports"));
+//! # }
+//! ```
+
+mod keys;
+mod server;
+mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use server::{Endpoint, Fault};
+pub use token::TokenBuilder;
+
+use keys::{SigningKey, random_bytes};
+use server::State;
+
+/// The default audience of tokens minted by the fake.
+pub const DEFAULT_AUDIENCE: &str = "claimcheck:test-api";
+
+/// A fake Kinde business on `127.0.0.1:<random port>`. Stops when dropped.
+pub struct FakeKinde {
+    state: Arc<State>,
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl FakeKinde {
+    /// Starts a fake with one fresh RSA-2048 key and [`DEFAULT_AUDIENCE`].
+    pub async fn start() -> Self {
+        Self::start_with_audience(DEFAULT_AUDIENCE).await
+    }
+
+    /// Starts a fake whose user tokens carry `audience`.
+    pub async fn start_with_audience(audience: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let state = Arc::new(State::new(format!("http://{addr}"), audience.to_owned()));
+        let task = tokio::spawn(server::serve(listener, state.clone()));
+        Self { state, addr, task }
+    }
+
+    /// The socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The issuer (`http://127.0.0.1:<port>`), as in the tokens' `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.state.issuer
+    }
+
+    /// The audience of user tokens.
+    pub fn audience(&self) -> &str {
+        &self.state.audience
+    }
+
+    /// `{issuer}/.well-known/jwks.json`.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.issuer())
+    }
+
+    /// A user access token like Kinde's: `sub`, `aud: [audience]`, `org_code`, `permissions: []`,
+    /// `scp`, `azp`, `iat`, `exp` in one hour, `jti`; header `{"alg":"RS256","kid":…,"typ":"JWT"}`.
+    pub fn user_token(&self, sub: &str) -> TokenBuilder {
+        TokenBuilder::new(
+            self.state.clone(),
+            json!({
+                "sub": sub,
+                "aud": [self.audience()],
+                "azp": "dee7f3c57b3c47e8b96edde2c7ecab7d",
+                "org_code": "org_0195ac80a14",
+                "permissions": [],
+                "scp": ["openid", "profile", "email", "offline"],
+            }),
+        )
+    }
+
+    /// A machine-to-machine token like Kinde's: no `sub`, `gty: ["client_credentials"]`,
+    /// `scope` and `scp` from `scopes`, `azp` = `client_id`.
+    pub fn m2m_token(&self, client_id: &str, scopes: &[&str]) -> TokenBuilder {
+        TokenBuilder::new(
+            self.state.clone(),
+            json!({
+                "aud": [self.audience()],
+                "azp": client_id,
+                "gty": ["client_credentials"],
+                "scope": scopes.join(" "),
+                "scp": scopes,
+                "v": "2",
+            }),
+        )
+    }
+
+    /// An ID token like Kinde's: `aud` is the client id, with `at_hash`, `auth_time`, `email`.
+    pub fn id_token(&self, sub: &str) -> TokenBuilder {
+        TokenBuilder::new(
+            self.state.clone(),
+            json!({
+                "sub": sub,
+                "aud": ["dee7f3c57b3c47e8b96edde2c7ecab7d"],
+                "azp": "dee7f3c57b3c47e8b96edde2c7ecab7d",
+                "at_hash": "VZ6cU0Ay0RKB5EosbWuTCQ",
+                "auth_time": token::now(),
+                "email": "jane@example.com",
+                "name": "Jane Smith",
+                "org_codes": ["org_0195ac80a14"],
+            }),
+        )
+    }
+
+    /// The kid of the key new tokens are signed with.
+    pub fn current_kid(&self) -> String {
+        let keys = self.state.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys[self.state.current_key()].kid.clone()
+    }
+
+    /// The published JWK of the current key.
+    pub fn current_jwk(&self) -> Value {
+        let keys = self.state.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys[self.state.current_key()].jwk()
+    }
+
+    /// Generates a new key, publishes it beside the old ones and signs with it from now on.
+    /// Returns its kid.
+    pub fn rotate_key(&self) -> String {
+        let key = SigningKey::generate();
+        let kid = key.kid.clone();
+        let mut keys = self.state.keys.write().unwrap_or_else(|e| e.into_inner());
+        keys.push(key);
+        self.state.set_current_key(keys.len() - 1);
+        kid
+    }
+
+    /// Stops publishing the key `kid` (tokens can still be signed with it, as after a leak).
+    pub fn retire_key(&self, kid: &str) {
+        let mut retired = self
+            .state
+            .retired
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        retired.push(kid.to_owned());
+    }
+
+    /// Publishes an extra raw JWK (any JSON, usable or not) in the JWKS.
+    pub fn publish_jwk(&self, jwk: Value) {
+        let mut extra = self
+            .state
+            .extra_jwks
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        extra.push(jwk);
+    }
+
+    /// The current public key in several encodings (PEM, DER, modulus, JWK JSON, …), the
+    /// secrets an attacker would try for an HS256 key-confusion forgery.
+    pub fn public_key_encodings(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let keys = self.state.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys[self.state.current_key()].public_encodings()
+    }
+
+    /// Registers an M2M application allowed to call `/oauth2/token`; returns `(id, secret)`.
+    pub fn register_m2m_client(&self, scopes: &[&str]) -> (String, String) {
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let id = hex(&random_bytes::<16>());
+        let secret = hex(&random_bytes::<24>());
+        let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        let mut clients = self.state.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.insert(id.clone(), (secret.clone(), scopes));
+        (id, secret)
+    }
+
+    /// Makes `endpoint` misbehave until [`FakeKinde::clear_fault`].
+    pub fn set_fault(&self, endpoint: Endpoint, fault: Fault) {
+        self.state.set_fault(endpoint, Some(fault));
+    }
+
+    /// Makes `endpoint` behave again.
+    pub fn clear_fault(&self, endpoint: Endpoint) {
+        self.state.set_fault(endpoint, None);
+    }
+
+    /// Requests received by `endpoint` (faulted ones included).
+    pub fn calls(&self, endpoint: Endpoint) -> usize {
+        self.state.calls(endpoint)
+    }
+
+    /// Sets every call counter to zero.
+    pub fn reset_calls(&self) {
+        self.state.reset_calls();
+    }
+}
+
+impl Drop for FakeKinde {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for FakeKinde {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeKinde")
+            .field("issuer", &self.issuer())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,320 @@
+//! The fake Kinde's HTTP side: routes, fault injection and call counting.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State as AxumState;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use super::keys::SigningKey;
+use super::token::now;
+
+/// An endpoint of the fake Kinde, for faults and call counts.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /.well-known/jwks` and `/.well-known/jwks.json`.
+    Jwks,
+    /// `GET /.well-known/openid-configuration`.
+    Discovery,
+    /// `POST /oauth2/token`.
+    Token,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 3] = [Endpoint::Jwks, Endpoint::Discovery, Endpoint::Token];
+
+    fn of(path: &str) -> Option<Self> {
+        match path {
+            "/.well-known/jwks" | "/.well-known/jwks.json" => Some(Self::Jwks),
+            "/.well-known/openid-configuration" => Some(Self::Discovery),
+            "/oauth2/token" => Some(Self::Token),
+            _ => None,
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|e| *e == self).unwrap_or(0)
+    }
+}
+
+/// A misbehaviour to inject into one endpoint.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// The connection is closed without an answer.
+    Down,
+    /// The answer comes after this delay (then normally).
+    Slow(Duration),
+    /// This status, these headers and a short JSON error body.
+    Status(u16, Vec<(String, String)>),
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// 200 with a body of this many bytes, streamed without a length.
+    Huge(usize),
+}
+
+pub(crate) struct State {
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    pub(crate) keys: RwLock<Vec<SigningKey>>,
+    current: AtomicUsize,
+    pub(crate) extra_jwks: RwLock<Vec<Value>>,
+    pub(crate) retired: RwLock<Vec<String>>,
+    faults: Mutex<HashMap<Endpoint, Fault>>,
+    calls: [AtomicUsize; 3],
+    pub(crate) clients: Mutex<HashMap<String, (String, Vec<String>)>>,
+}
+
+impl State {
+    pub(crate) fn new(issuer: String, audience: String) -> Self {
+        Self {
+            issuer,
+            audience,
+            keys: RwLock::new(vec![SigningKey::generate()]),
+            current: AtomicUsize::new(0),
+            extra_jwks: RwLock::new(Vec::new()),
+            retired: RwLock::new(Vec::new()),
+            faults: Mutex::new(HashMap::new()),
+            calls: Default::default(),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn current_key(&self) -> usize {
+        self.current.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_current_key(&self, index: usize) {
+        self.current.store(index, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_fault(&self, endpoint: Endpoint, fault: Option<Fault>) {
+        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        match fault {
+            Some(fault) => faults.insert(endpoint, fault),
+            None => faults.remove(&endpoint),
+        };
+    }
+
+    fn fault(&self, endpoint: Endpoint) -> Option<Fault> {
+        let faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        faults.get(&endpoint).cloned()
+    }
+
+    pub(crate) fn calls(&self, endpoint: Endpoint) -> usize {
+        self.calls[endpoint.index()].load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn reset_calls(&self) {
+        for count in &self.calls {
+            count.store(0, Ordering::SeqCst);
+        }
+    }
+
+    fn jwks(&self) -> Value {
+        let retired = self.retired.read().unwrap_or_else(|e| e.into_inner());
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let mut published: Vec<Value> = keys
+            .iter()
+            .filter(|k| !retired.contains(&k.kid))
+            .map(SigningKey::jwk)
+            .collect();
+        published.extend(
+            self.extra_jwks
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
+        json!({ "keys": published })
+    }
+}
+
+/// Serves the fake until the returned task is aborted.
+pub(crate) async fn serve(listener: TcpListener, state: Arc<State>) {
+    let router = routes(state.clone());
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let router = router.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let router = router.clone();
+                let state = state.clone();
+                async move { answer(state, router, req).await }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The connection is dropped when this error is returned (`Fault::Down`).
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn answer(
+    state: Arc<State>,
+    router: Router,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response, Dropped> {
+    let endpoint = Endpoint::of(req.uri().path());
+    if let Some(endpoint) = endpoint {
+        state.calls[endpoint.index()].fetch_add(1, Ordering::SeqCst);
+        match state.fault(endpoint) {
+            None => {}
+            Some(Fault::Down) => return Err(Dropped),
+            Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
+            Some(Fault::Status(status, headers)) => return Ok(status_answer(status, &headers)),
+            Some(Fault::Garbage) => {
+                return Ok(([("content-type", "application/json")], "<html>oops").into_response());
+            }
+            Some(Fault::Huge(size)) => return Ok(huge_answer(size)),
+        }
+    }
+    let response = router.oneshot(req.map(Body::new)).await;
+    Ok(response.unwrap_or_else(|never: Infallible| match never {}))
+}
+
+fn status_answer(status: u16, headers: &[(String, String)]) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = json!({"errors": [{"code": "FAULT", "message": "injected fault"}]});
+    let mut response = (status, Json(body)).into_response();
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+fn huge_answer(size: usize) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let chunks = (0..size.div_ceil(CHUNK)).map(move |i| {
+        let len = CHUNK.min(size - i * CHUNK);
+        Ok::<_, Infallible>(Bytes::from(vec![b' '; len]))
+    });
+    let body = Body::from_stream(futures_util::stream::iter(chunks));
+    ([("content-type", "application/json")], body).into_response()
+}
+
+fn routes(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/.well-known/jwks", get(jwks))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/oauth2/token", post(token))
+        .with_state(state)
+}
+
+async fn jwks(AxumState(state): AxumState<Arc<State>>) -> Json<Value> {
+    Json(state.jwks())
+}
+
+async fn discovery(AxumState(state): AxumState<Arc<State>>) -> Json<Value> {
+    let iss = &state.issuer;
+    Json(json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}/oauth2/auth"),
+        "token_endpoint": format!("{iss}/oauth2/token"),
+        "jwks_uri": format!("{iss}/.well-known/jwks"),
+        "userinfo_endpoint": format!("{iss}/oauth2/v2/user_profile"),
+        "end_session_endpoint": format!("{iss}/logout"),
+        "introspection_endpoint": format!("{iss}/oauth2/introspect"),
+        "revocation_endpoint": format!("{iss}/oauth2/revoke"),
+        "response_types_supported": ["code", "token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }))
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let body = json!({"error": error, "error_description": description});
+    (status, Json(body)).into_response()
+}
+
+async fn token(
+    AxumState(state): AxumState<Arc<State>>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if field("grant_type") != Some("client_credentials") {
+        let msg = "only client_credentials is supported by the fake";
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", msg);
+    }
+    let (Some(id), Some(secret)) = (field("client_id"), field("client_secret")) else {
+        let msg = "client_id and client_secret are required";
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", msg);
+    };
+    let scopes = {
+        let clients = state.clients.lock().unwrap_or_else(|e| e.into_inner());
+        match clients.get(id) {
+            Some((known, scopes)) if known == secret => scopes.clone(),
+            _ => {
+                let msg = "client authentication failed";
+                return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", msg);
+            }
+        }
+    };
+    let management = format!("{}/api", state.issuer);
+    let audiences: Vec<&str> = form
+        .iter()
+        .filter(|(k, _)| k == "audience")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if audiences
+        .iter()
+        .any(|a| *a != management && *a != state.audience)
+    {
+        let msg = "the client is not authorized for that audience";
+        return oauth_error(StatusCode::BAD_REQUEST, "unauthorized_client", msg);
+    }
+    let expires_in = 86_400;
+    let token = super::token::TokenBuilder::new(state.clone(), json!({}))
+        .claim("aud", audiences)
+        .claim("azp", id)
+        .claim("gty", json!(["client_credentials"]))
+        .claim("scope", scopes.join(" "))
+        .claim("scp", scopes.clone())
+        .claim("v", "2")
+        .claim("exp", now() + expires_in)
+        .sign();
+    Json(json!({
+        "access_token": token,
+        "expires_in": expires_in,
+        "scope": scopes.join(" "),
+        "token_type": "bearer",
+    }))
+    .into_response()
+}

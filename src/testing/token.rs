@@ -1,0 +1,203 @@
+//! [`TokenBuilder`]: mint any token the fake Kinde (or an attacker) could produce.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::keys::{Signing, SigningKey, hs256, random_bytes, signing_input};
+use super::server::State;
+
+/// Builds a token. Start from [`FakeKinde::user_token`](super::FakeKinde::user_token),
+/// [`m2m_token`](super::FakeKinde::m2m_token) or [`id_token`](super::FakeKinde::id_token); every
+/// header field and claim can then be changed, removed or added, and the signature chosen.
+///
+/// ```no_run
+/// # async fn demo() {
+/// use claimcheck::testing::FakeKinde;
+/// let kinde = FakeKinde::start().await;
+/// let token = kinde
+///     .user_token("kp_1234")
+///     .permissions(["read:reports"])
+///     .expires_in(-60) // already expired
+///     .sign();
+/// # }
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct TokenBuilder {
+    state: Arc<State>,
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+    payload_override: Option<Vec<u8>>,
+    signing: Signing,
+}
+
+pub(crate) fn now() -> i64 {
+    crate::jwt::now_secs_pub() as i64
+}
+
+fn jti() -> String {
+    let b = random_bytes::<16>();
+    let hex: String = b.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+impl TokenBuilder {
+    pub(crate) fn new(state: Arc<State>, claims: Value) -> Self {
+        let mut base = json!({
+            "iss": state.issuer,
+            "iat": now(),
+            "exp": now() + 3600,
+            "jti": jti(),
+        });
+        let base_map = base.as_object_mut().expect("object");
+        if let Value::Object(extra) = claims {
+            base_map.extend(extra);
+        }
+        let header = json!({"alg": "RS256", "typ": "JWT"});
+        Self {
+            state,
+            header: header.as_object().cloned().unwrap_or_default(),
+            claims: base_map.clone(),
+            payload_override: None,
+            signing: Signing::Rs256(None),
+        }
+    }
+
+    /// Sets (or replaces) a claim.
+    pub fn claim(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.claims.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Removes a claim.
+    pub fn without_claim(mut self, name: &str) -> Self {
+        self.claims.remove(name);
+        self
+    }
+
+    /// Sets the `permissions` claim.
+    pub fn permissions<I: IntoIterator<Item = S>, S: Into<String>>(self, permissions: I) -> Self {
+        let list: Vec<Value> = permissions
+            .into_iter()
+            .map(|p| Value::String(p.into()))
+            .collect();
+        self.claim("permissions", list)
+    }
+
+    /// Sets `org_code`.
+    pub fn org_code(self, org: &str) -> Self {
+        self.claim("org_code", org)
+    }
+
+    /// Sets `aud` (a JSON value: a string, an array, or anything else for negative tests).
+    pub fn audience(self, aud: impl Into<Value>) -> Self {
+        self.claim("aud", aud)
+    }
+
+    /// Sets `exp` to now + `secs` (negative: already expired).
+    pub fn expires_in(self, secs: i64) -> Self {
+        self.claim("exp", now() + secs)
+    }
+
+    /// Sets `iat` to now + `secs`.
+    pub fn issued_in(self, secs: i64) -> Self {
+        self.claim("iat", now() + secs)
+    }
+
+    /// Sets (or replaces) a header field.
+    pub fn header(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.header.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Removes a header field.
+    pub fn without_header(mut self, name: &str) -> Self {
+        self.header.remove(name);
+        self
+    }
+
+    /// Uses these exact payload bytes instead of the claims (for example a JSON array).
+    pub fn raw_payload(mut self, payload: impl Into<Vec<u8>>) -> Self {
+        self.payload_override = Some(payload.into());
+        self
+    }
+
+    /// Signs RS256 with the published key `kid` and names it in the header.
+    pub fn signed_with(mut self, kid: &str) -> Self {
+        self.signing = Signing::Rs256(Some(kid.to_owned()));
+        self
+    }
+
+    /// Signs RS256 with a fresh key Kinde never published, under the current kid: a forgery.
+    pub fn forged(mut self) -> Self {
+        self.signing = Signing::Forged;
+        self
+    }
+
+    /// Signs HS256 with `secret` (the header's `alg` becomes `HS256`).
+    pub fn hs256(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.signing = Signing::Hs256(secret.into());
+        self.header("alg", "HS256")
+    }
+
+    /// No signature: header `alg` set to `alg` (`none`, `None`, …) and an empty third segment.
+    pub fn unsigned(mut self, alg: &str) -> Self {
+        self.signing = Signing::Unsigned(String::new());
+        self.header("alg", alg)
+    }
+
+    /// The claims as they will be signed.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
+    /// Produces the compact JWT.
+    pub fn sign(self) -> String {
+        let payload = self
+            .payload_override
+            .unwrap_or_else(|| Value::Object(self.claims).to_string().into_bytes());
+        let mut header = self.header;
+        let keys = self.state.keys.read().unwrap_or_else(|e| e.into_inner());
+        let current = &keys[self.state.current_key()];
+        match &self.signing {
+            Signing::Rs256(kid) => {
+                let kid = kid.as_deref().unwrap_or(&current.kid);
+                header
+                    .entry("kid")
+                    .or_insert_with(|| Value::String(kid.to_owned()));
+                let key = keys.iter().find(|k| k.kid == kid).unwrap_or(current);
+                let input = signing_input(&Value::Object(header), &payload);
+                format!("{input}.{}", key.sign(input.as_bytes()))
+            }
+            Signing::Forged => {
+                header
+                    .entry("kid")
+                    .or_insert_with(|| Value::String(current.kid.clone()));
+                let input = signing_input(&Value::Object(header), &payload);
+                format!("{input}.{}", SigningKey::generate().sign(input.as_bytes()))
+            }
+            Signing::Hs256(secret) => {
+                header
+                    .entry("kid")
+                    .or_insert_with(|| Value::String(current.kid.clone()));
+                let input = signing_input(&Value::Object(header), &payload);
+                format!("{input}.{}", hs256(secret, input.as_bytes()))
+            }
+            Signing::Unsigned(sig) => {
+                header
+                    .entry("kid")
+                    .or_insert_with(|| Value::String(current.kid.clone()));
+                let input = signing_input(&Value::Object(header), &payload);
+                format!("{input}.{sig}")
+            }
+        }
+    }
+}
