@@ -33,7 +33,7 @@ impl Expiry<Arc<str>, Claims> for UntilExpiry {
 /// Seconds from `now` until `exp + leeway`, zero when already past.
 fn remaining_secs(exp: i64, leeway: u64, now: u64) -> u64 {
     let deadline = i128::from(exp) + i128::from(leeway);
-    u64::try_from(deadline - i128::from(now)).unwrap_or(0)
+    u64::try_from((deadline - i128::from(now)).max(0)).unwrap_or(u64::MAX)
 }
 
 pub(crate) fn now_secs() -> u64 {
