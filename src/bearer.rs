@@ -8,7 +8,10 @@
 //! | no `Authorization` header, or another scheme (`Basic …`) | 401, bare `Bearer` challenge |
 //! | two or more `Authorization` headers | 400 `invalid_request` |
 //! | a header value that is not visible ASCII, `Bearer` with no token, or a token with spaces | 400 `invalid_request` |
-//! | a token over the size cap, or with characters outside a JWT's `[A-Za-z0-9_.-]` | 401 `invalid_token` |
+//! | a token over the size cap | 401 `invalid_token` |
+//!
+//! What the token itself must look like (the JWT alphabet, three segments) is the
+//! [`Verifier`](crate::Verifier)'s business: a cached token is not scanned twice.
 //!
 //! The scheme name is case-insensitive (`bearer`, `BEARER`).
 
@@ -50,7 +53,7 @@ pub(crate) fn parse(value: &str, max_token_bytes: usize) -> Result<&str, AuthErr
     if rest.is_empty() || rest.contains([' ', '\t']) {
         return Err(AuthErrorKind::InvalidRequest.into());
     }
-    if rest.len() > max_token_bytes || !rest.bytes().all(is_jwt_byte) {
+    if rest.len() > max_token_bytes {
         return Err(AuthErrorKind::InvalidToken.into());
     }
     Ok(rest)
@@ -144,18 +147,9 @@ mod tests {
     }
 
     #[test]
-    fn bad_characters_are_invalid_tokens() {
-        for value in [
-            "Bearer a.b.c=",
-            "Bearer a+b/c",
-            "Bearer a.b.c\"",
-            "Bearer a,b",
-        ] {
-            assert_eq!(
-                kind(&one(value)),
-                Err(AuthErrorKind::InvalidToken),
-                "{value}"
-            );
+    fn token_characters_are_left_to_the_verifier() {
+        for value in ["Bearer a.b.c=", "Bearer a+b/c", "Bearer a,b"] {
+            assert_eq!(kind(&one(value)), Ok(&value[7..]), "{value}");
         }
     }
 

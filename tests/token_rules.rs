@@ -240,7 +240,16 @@ async fn malformed_authorization_headers() {
         .header("authorization", "Basic dXNlcjpwYXNz");
     assert_eq!(h.send(req).await.challenge.as_deref(), Some("Bearer"));
     // Not a JWT at all.
-    for junk in ["abc", "a.b", "a.b.c.d", "..", "e30.e30.e30"] {
+    for junk in [
+        "abc",
+        "a.b",
+        "a.b.c.d",
+        "..",
+        "e30.e30.e30",
+        "a.b.c=",
+        "a+b/c.d.e",
+        "a,b",
+    ] {
         h.get("/me", Some(junk)).await.assert_invalid_token();
     }
 }

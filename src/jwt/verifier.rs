@@ -79,7 +79,7 @@ struct Parsed<'a> {
 const MAX_HEADER_BYTES: usize = 1024;
 
 fn invalid(reason: &'static str) -> AuthError {
-    tracing::debug!(reason, "token rejected");
+    tracing::debug!(reason, "credential rejected");
     AuthError::new(AuthErrorKind::InvalidToken)
 }
 
@@ -259,7 +259,7 @@ impl Verifier {
             return Err(invalid("iat in the future"));
         }
         if i128::from(repr.exp) + leeway < now {
-            tracing::debug!(reason = "expired", "token rejected");
+            tracing::debug!(reason = "expired", "credential rejected");
             return Err(AuthError::new(AuthErrorKind::ExpiredToken));
         }
         Ok(())
