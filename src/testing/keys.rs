@@ -23,8 +23,8 @@ pub(crate) enum Signing {
     Forged,
     /// HMAC-SHA256 with these secret bytes (for key-confusion tests).
     Hs256(Vec<u8>),
-    /// No signature at all (`alg: none` style): the third segment is empty or the given text.
-    Unsigned(String),
+    /// No signature at all (`alg: none` style): the third segment is empty.
+    Unsigned,
 }
 
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {

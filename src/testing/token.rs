@@ -150,7 +150,7 @@ impl TokenBuilder {
 
     /// No signature: header `alg` set to `alg` (`none`, `None`, …) and an empty third segment.
     pub fn unsigned(mut self, alg: &str) -> Self {
-        self.signing = Signing::Unsigned(String::new());
+        self.signing = Signing::Unsigned;
         self.header("alg", alg)
     }
 
@@ -167,37 +167,26 @@ impl TokenBuilder {
         let mut header = self.header;
         let keys = self.state.keys.read().unwrap_or_else(|e| e.into_inner());
         let current = &keys[self.state.current_key()];
-        match &self.signing {
-            Signing::Rs256(kid) => {
-                let kid = kid.as_deref().unwrap_or(&current.kid);
-                header
-                    .entry("kid")
-                    .or_insert_with(|| Value::String(kid.to_owned()));
-                let key = keys.iter().find(|k| k.kid == kid).unwrap_or(current);
-                let input = signing_input(&Value::Object(header), &payload);
-                format!("{input}.{}", key.sign(input.as_bytes()))
+        let default_kid = match &self.signing {
+            Signing::Rs256(Some(kid)) => kid.as_str(),
+            _ => current.kid.as_str(),
+        };
+        header
+            .entry("kid")
+            .or_insert_with(|| Value::String(default_kid.to_owned()));
+        let input = signing_input(&Value::Object(header), &payload);
+        let signature = match &self.signing {
+            Signing::Rs256(_) => {
+                let key = keys
+                    .iter()
+                    .find(|k| k.kid == default_kid)
+                    .unwrap_or(current);
+                key.sign(input.as_bytes())
             }
-            Signing::Forged => {
-                header
-                    .entry("kid")
-                    .or_insert_with(|| Value::String(current.kid.clone()));
-                let input = signing_input(&Value::Object(header), &payload);
-                format!("{input}.{}", SigningKey::generate().sign(input.as_bytes()))
-            }
-            Signing::Hs256(secret) => {
-                header
-                    .entry("kid")
-                    .or_insert_with(|| Value::String(current.kid.clone()));
-                let input = signing_input(&Value::Object(header), &payload);
-                format!("{input}.{}", hs256(secret, input.as_bytes()))
-            }
-            Signing::Unsigned(sig) => {
-                header
-                    .entry("kid")
-                    .or_insert_with(|| Value::String(current.kid.clone()));
-                let input = signing_input(&Value::Object(header), &payload);
-                format!("{input}.{sig}")
-            }
-        }
+            Signing::Forged => SigningKey::generate().sign(input.as_bytes()),
+            Signing::Hs256(secret) => hs256(secret, input.as_bytes()),
+            Signing::Unsigned => String::new(),
+        };
+        format!("{input}.{signature}")
     }
 }
