@@ -8,6 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::handler::Handler;
 use axum::routing::get;
+use claimcheck::live::{KindeAccountApi, LiveCheck};
 use claimcheck::testing::FakeKinde;
 use claimcheck::{Auth, Permission, Verifier};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -36,7 +37,8 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     assert!(rt.block_on(verifier.warm_up()));
-    let auth = Auth::new(verifier);
+    let live = LiveCheck::builder(KindeAccountApi::new(kinde.issuer()).unwrap()).build();
+    let auth = Auth::new(verifier, live.clone());
     let handler = || async { "q1, q2" };
     let bare: Router = Router::new().route("/reports", get(handler));
     let protected: Router = Router::new()
@@ -86,7 +88,7 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     assert!(rt.block_on(uncached.warm_up()));
-    let uncached = Auth::new(uncached);
+    let uncached = Auth::new(uncached, live.clone());
     let first_seen: Router = Router::new()
         .route(
             "/reports",

@@ -20,7 +20,13 @@ async fn main() -> ExitCode {
         .build()
         .expect("valid settings");
     verifier.warm_up().await;
-    let auth = Auth::new(verifier);
+    let auth = Auth::new(
+        verifier.clone(),
+        claimcheck::live::LiveCheck::builder(
+            claimcheck::live::KindeAccountApi::new(kinde.issuer()).unwrap(),
+        )
+        .build(),
+    );
     let app = Router::new()
         .route(
             "/me",

@@ -74,6 +74,39 @@ pub struct Claims(Arc<Inner>);
 struct Inner {
     repr: Repr,
     raw: Box<str>,
+    token: AccessToken,
+}
+
+/// The caller's raw access token, as verified. Its `Debug` and `Display` print `[redacted]`;
+/// read it with [`AccessToken::expose`] only to pass it on (Kinde's Account API, say).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct AccessToken(Arc<str>);
+
+impl AccessToken {
+    pub(crate) fn new(token: Arc<str>) -> Self {
+        Self(token)
+    }
+
+    /// The token itself. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+impl fmt::Display for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 #[derive(Deserialize)]
@@ -123,8 +156,9 @@ struct RawFlag {
 }
 
 impl Claims {
-    /// Builds claims from a verified payload. `raw` is the payload JSON, kept for [`Claims::get`].
-    pub(crate) fn from_parts(mut repr: Repr, raw: Box<str>) -> Self {
+    /// Builds claims from a verified payload. `raw` is the payload JSON, kept for [`Claims::get`];
+    /// `token` is the whole token the payload came from.
+    pub(crate) fn from_parts(mut repr: Repr, raw: Box<str>, token: AccessToken) -> Self {
         if repr.permissions.is_none() {
             repr.permissions = repr.hasura_permissions.take();
         }
@@ -140,7 +174,7 @@ impl Claims {
         if let (true, Some(scope)) = (repr.scp.is_empty(), &repr.scope) {
             repr.scp = scope.split_ascii_whitespace().map(str::to_owned).collect();
         }
-        Self(Arc::new(Inner { repr, raw }))
+        Self(Arc::new(Inner { repr, raw, token }))
     }
 
     fn repr(&self) -> &Repr {
@@ -245,6 +279,11 @@ impl Claims {
     pub fn as_json(&self) -> &str {
         &self.0.raw
     }
+
+    /// The access token these claims were verified from, for calls made on the caller's behalf.
+    pub fn access_token(&self) -> &AccessToken {
+        &self.0.token
+    }
 }
 
 impl RawFlag {
@@ -338,7 +377,8 @@ mod tests {
     use super::*;
 
     fn claims(json: &str) -> Claims {
-        Claims::from_parts(serde_json::from_str(json).unwrap(), json.into())
+        let token = AccessToken::new(Arc::from("a.b.c"));
+        Claims::from_parts(serde_json::from_str(json).unwrap(), json.into(), token)
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::fmt;
 
 use crate::error::ConfigError;
 use crate::jwt::{Verifier, VerifierBuilder};
+use crate::live::{KindeAccountApi, KindeManagementApi, LiveCheck, LiveCheckBuilder};
 
 /// Where the Kinde business lives and what this API accepts.
 #[derive(Clone)]
@@ -43,7 +44,7 @@ impl KindeConfig {
         S: Into<String>,
     {
         let issuer = issuer.into().trim_end_matches('/').to_owned();
-        crate::jwt::check_url_pub("KINDE_ISSUER_URL", &issuer)?;
+        crate::upstream::check_url("KINDE_ISSUER_URL", &issuer)?;
         let audiences: Vec<String> = audiences.into_iter().map(Into::into).collect();
         if audiences.is_empty() || audiences.iter().any(String::is_empty) {
             return Err(ConfigError::Missing("KINDE_AUDIENCE"));
@@ -94,7 +95,7 @@ impl KindeConfig {
     /// Uses another JWKS URL than `{issuer}/.well-known/jwks.json`.
     pub fn with_jwks_url(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
         let url = url.into();
-        crate::jwt::check_url_pub("KINDE_JWKS_URL", &url)?;
+        crate::upstream::check_url("KINDE_JWKS_URL", &url)?;
         self.jwks_url = url;
         Ok(self)
     }
@@ -134,6 +135,18 @@ impl KindeConfig {
         Verifier::builder(&self.issuer)
             .audiences(self.audiences.iter().cloned())
             .jwks_url(&self.jwks_url)
+    }
+
+    /// A live-permissions builder for this configuration, to adjust before building: the
+    /// Management API when credentials are configured, the Account API (with each caller's own
+    /// token) otherwise.
+    pub fn live_check(&self) -> Result<LiveCheckBuilder, ConfigError> {
+        Ok(match &self.management {
+            Some((id, secret)) => {
+                LiveCheck::builder(KindeManagementApi::new(&self.issuer, id, secret)?)
+            }
+            None => LiveCheck::builder(KindeAccountApi::new(&self.issuer)?),
+        })
     }
 }
 

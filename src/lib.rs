@@ -21,14 +21,17 @@ pub mod authn;
 pub mod authz;
 pub mod bearer;
 pub mod claims;
+pub mod decision;
 pub mod error;
 pub mod jwt;
 pub mod kinde;
+pub mod live;
 pub mod permission;
+mod upstream;
 
 pub use auth::Auth;
 pub use authn::JwtAuthLayer;
-pub use claims::Claims;
+pub use claims::{AccessToken, Claims};
 pub use error::{AuthError, AuthErrorKind, ConfigError};
 pub use jwt::Verifier;
 pub use permission::{Permission, PermissionSet};

@@ -2,60 +2,153 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::Response;
+use http::{Request, Response};
 use pin_project_lite::pin_project;
+use tower::Service;
 
-use crate::error::AuthError;
+use super::mode::from_lookup;
+use super::service::{decide, subject};
+use crate::decision::{Decision, Outcome, Source};
+use crate::error::{AuthError, DEFAULT_RETRY_AFTER};
+use crate::live::{Lookup, SourceError};
+use crate::permission::Permission;
+
+type Check = Pin<Box<dyn Future<Output = Result<Lookup, SourceError>> + Send>>;
 
 pin_project! {
     /// Response future of [`RequirePermission`](super::RequirePermission).
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
         #[pin]
-        state: State<F>,
+        state: State<S, ReqBody>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
-        Called { #[pin] future: F },
-        Rejected { error: Option<AuthError> },
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Called { #[pin] future: S::Future, decision: Option<Decision> },
+        Rejected { error: Option<AuthError>, decision: Option<Decision> },
+        Checking {
+            check: Check,
+            permission: Permission,
+            request: Option<Request<ReqBody>>,
+            service: S,
+        },
     }
 }
 
-impl<F> ResponseFuture<F> {
-    pub(crate) fn call(future: F) -> Self {
-        Self {
-            state: State::Called { future },
-        }
-    }
-
-    pub(crate) fn reject(error: AuthError) -> Self {
-        Self {
-            state: State::Rejected { error: Some(error) },
-        }
-    }
-}
-
-impl<F, ResBody, E> Future for ResponseFuture<F>
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
-    F: Future<Output = Result<Response<ResBody>, E>>,
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn call(future: S::Future, decision: Decision) -> Self {
+        Self {
+            state: State::Called {
+                future,
+                decision: Some(decision),
+            },
+        }
+    }
+
+    pub(crate) fn reject(error: AuthError, decision: Option<Decision>) -> Self {
+        Self {
+            state: State::Rejected {
+                error: Some(error),
+                decision,
+            },
+        }
+    }
+
+    pub(crate) fn checking(
+        check: Check,
+        permission: Permission,
+        request: Request<ReqBody>,
+        service: S,
+    ) -> Self {
+        Self {
+            state: State::Checking {
+                check,
+                permission,
+                request: Some(request),
+                service,
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: From<Bytes>,
 {
-    type Output = Result<Response<ResBody>, E>;
+    type Output = Result<Response<ResBody>, S::Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Called { future } => future.poll(cx),
-            StateProj::Rejected { error } => {
-                let error = error
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                Poll::Ready(Ok(error.into_http_response()))
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            match this.state.as_mut().project() {
+                StateProj::Called { future, decision } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(decision) = decision.take() {
+                        response.extensions_mut().insert(decision);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Rejected { error, decision } => {
+                    let error = error
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let mut response = error.into_http_response();
+                    if let Some(decision) = decision.take() {
+                        response.extensions_mut().insert(decision);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Checking {
+                    check,
+                    permission,
+                    request,
+                    service,
+                } => {
+                    let looked_up = ready!(check.as_mut().poll(cx));
+                    let request = request
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let next = match looked_up {
+                        Ok(lookup) => decide(from_lookup(&lookup, permission), request, service),
+                        Err(error) => unavailable(&error, permission, &request),
+                    };
+                    this.state.set(next.state);
+                }
             }
         }
     }
+}
+
+fn unavailable<S, ReqBody>(
+    error: &SourceError,
+    permission: &Permission,
+    request: &Request<ReqBody>,
+) -> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    let decision = Decision::new(Outcome::Unavailable, permission.clone(), Source::Live, None);
+    decision.trace(subject(request));
+    tracing::warn!(
+        target: "claimcheck::authz",
+        reason = error.reason(),
+        "live permissions unavailable: failing closed"
+    );
+    let retry = error.retry_after().unwrap_or(DEFAULT_RETRY_AFTER);
+    ResponseFuture::reject(AuthError::unavailable(retry), Some(decision))
 }

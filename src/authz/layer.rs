@@ -1,25 +1,11 @@
-//! [`RequirePermissionLayer`] and its modes.
+//! [`RequirePermissionLayer`].
 
 use tower::Layer;
 
 use super::RequirePermission;
-use crate::claims::Claims;
+use super::mode::{Strict, TokenTrusted};
+use crate::live::LiveCheck;
 use crate::permission::Permission;
-
-/// Mode of a route that trusts the verified token's claims.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TokenTrusted;
-
-impl TokenTrusted {
-    /// Whether `claims` grant `permission`.
-    pub(crate) fn allows(self, claims: &Claims, permission: &Permission) -> bool {
-        if claims.is_machine() {
-            claims.scopes().iter().any(|s| s == permission.as_str())
-        } else {
-            claims.has_permission(permission.as_str())
-        }
-    }
-}
 
 /// Requires a permission on a route. See [`authz`](crate::authz).
 #[derive(Debug, Clone)]
@@ -29,11 +15,42 @@ pub struct RequirePermissionLayer<M = TokenTrusted> {
 }
 
 impl RequirePermissionLayer<TokenTrusted> {
-    /// Requires `permission`, decided from the verified token's claims.
+    /// Requires `permission`, decided from the verified token's claims. A user token without a
+    /// `permissions` claim is denied; see [`with_live_fallback`](Self::with_live_fallback).
     pub fn token_trusted(permission: Permission) -> Self {
         Self {
             permission,
-            mode: TokenTrusted,
+            mode: TokenTrusted::new(None),
+        }
+    }
+
+    /// Decides user tokens that carry no `permissions` claim at all (Kinde workflows can strip
+    /// it) with `live`, as a strict route would. An empty `permissions` array is still a deny.
+    pub fn with_live_fallback(self, live: LiveCheck) -> Self {
+        Self {
+            mode: TokenTrusted::new(Some(live)),
+            ..self
+        }
+    }
+}
+
+impl RequirePermissionLayer<Strict> {
+    /// Requires `permission`, decided from `live` (the caller's permissions as the source
+    /// reports them now, cached for the check's time-to-live). Machine-to-machine tokens are
+    /// denied; see [`allow_machines`](Self::allow_machines).
+    pub fn strict(permission: Permission, live: LiveCheck) -> Self {
+        Self {
+            permission,
+            mode: Strict::new(live),
+        }
+    }
+
+    /// Lets machine-to-machine tokens through when their `scp` contains the permission. Kinde
+    /// has no live permissions for machine applications, so for them this is a token decision.
+    pub fn allow_machines(self) -> Self {
+        Self {
+            mode: self.mode.allowing_machines(),
+            ..self
         }
     }
 }

@@ -1,23 +1,41 @@
-//! Per-route authorization: [`RequirePermissionLayer`].
+//! Per-route authorization: [`RequirePermissionLayer`], token-trusted or strict.
 //!
 //! Attach it to a route with `Handler::layer` or `MethodRouter::route_layer`, behind
-//! [`JwtAuthLayer`](crate::JwtAuthLayer):
+//! [`JwtAuthLayer`](crate::JwtAuthLayer). [`Auth`](crate::Auth) hands both kinds out:
 //!
-//! ```
-//! use axum::{Router, handler::Handler, routing::get};
-//! use claimcheck::{Permission, authz::RequirePermissionLayer};
+//! ```no_run
+//! use axum::{Router, handler::Handler, routing::{get, post}};
+//! use claimcheck::{Auth, Permission, kinde::KindeConfig};
 //!
 //! const READ_REPORTS: Permission = Permission::from_static("read:reports");
+//! const CREATE_PAYMENTS: Permission = Permission::from_static("create:payments");
 //! async fn reports() -> &'static str { "reports" }
+//! async fn pay() -> &'static str { "paid" }
 //!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = Auth::kinde(&KindeConfig::from_env()?).await?;
 //! let app: Router = Router::new()
-//!     .route("/reports", get(reports.layer(RequirePermissionLayer::token_trusted(READ_REPORTS))));
+//!     .route("/reports", get(reports.layer(auth.token_trusted(READ_REPORTS))))
+//!     .route("/payments", post(pay.layer(auth.strict(CREATE_PAYMENTS))))
+//!     .layer(auth.layer());
+//! # Ok(()) }
 //! ```
 //!
-//! **Token-trusted** routes decide from the verified token: a user token needs the permission in
-//! its `permissions` claim; a machine-to-machine token (`gty` `client_credentials`) needs it in
-//! `scp`. A missing or empty `permissions` claim is a 403. A route reached without
-//! `Claims` (no authentication layer in front) answers 500: a wiring mistake is never an allow.
+//! **Token-trusted** routes decide from the verified token, in microseconds: a user token needs
+//! the permission in its `permissions` claim (an empty array is a deny); a machine-to-machine
+//! token (`gty` `client_credentials`) needs it in `scp`. A user token with **no** `permissions`
+//! claim (Kinde workflows can strip it) is decided live, as on a strict route.
+//!
+//! **Strict** routes decide from the live permissions source through a
+//! [`LiveCheck`](crate::live::LiveCheck): a permission revoked at Kinde stops working once the
+//! cache's time-to-live has passed (default 5 s), and one granted starts working, whatever the
+//! token says. When the source cannot answer the route fails closed: 503 with `Retry-After`,
+//! and the handler does not run. Machine tokens are denied unless the route
+//! [allows machines](RequirePermissionLayer::allow_machines).
+//!
+//! Every decision is traced and inserted into the response extensions as a
+//! [`Decision`](crate::decision::Decision). A route reached without `Claims` (no
+//! authentication layer in front) answers 500: a wiring mistake is never an allow.
 //!
 //! Pitfall: `get(a).route_layer(x).post(b).route_layer(y)` wraps `GET` in **both** `x` and `y`,
 //! because `route_layer` applies to every method registered so far. Put the layer on the
@@ -25,8 +43,10 @@
 
 mod future;
 mod layer;
+mod mode;
 mod service;
 
 pub use future::ResponseFuture;
-pub use layer::{RequirePermissionLayer, TokenTrusted};
+pub use layer::RequirePermissionLayer;
+pub use mode::{Mode, Strict, TokenTrusted};
 pub use service::RequirePermission;

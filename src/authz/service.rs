@@ -6,8 +6,10 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tower::Service;
 
-use super::{ResponseFuture, TokenTrusted};
+use super::ResponseFuture;
+use super::mode::{Mode, Verdict, from_lookup};
 use crate::claims::Claims;
+use crate::decision::Decision;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::permission::Permission;
 
@@ -27,16 +29,22 @@ impl<S, M> RequirePermission<S, M> {
             mode,
         }
     }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePermission<S, TokenTrusted>
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePermission<S, M>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    M: Mode,
     ResBody: From<Bytes>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, ReqBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -45,23 +53,52 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let Some(claims) = req.extensions().get::<Claims>() else {
             tracing::error!(
+                target: "claimcheck::authz",
                 permission = %self.permission,
                 "permission layer without JwtAuthLayer in front: add `.layer(auth.layer())`"
             );
-            return ResponseFuture::reject(AuthError::new(AuthErrorKind::Misconfigured));
+            return ResponseFuture::reject(AuthError::new(AuthErrorKind::Misconfigured), None);
         };
-        let allowed = self.mode.allows(claims, &self.permission);
-        tracing::debug!(
-            decision = if allowed { "allow" } else { "deny" },
-            permission = %self.permission,
-            source = "token",
-            subject = claims.subject().or(claims.authorized_party()).unwrap_or(""),
-            "authorization decision"
-        );
-        if allowed {
-            ResponseFuture::call(self.inner.call(req))
-        } else {
-            ResponseFuture::reject(AuthError::insufficient_scope(self.permission.as_str()))
+        let decision = match self.mode.verdict(claims, &self.permission) {
+            Verdict::Decided(decision) => decision,
+            Verdict::Live(live, query) => match live.cached(&query) {
+                Some(lookup) => from_lookup(&lookup, &self.permission),
+                None => {
+                    let check = Box::pin(async move { live.lookup(&query).await });
+                    // Take the service that was driven to readiness; leave a fresh clone behind.
+                    let clone = self.inner.clone();
+                    let ready = std::mem::replace(&mut self.inner, clone);
+                    return ResponseFuture::checking(check, self.permission.clone(), req, ready);
+                }
+            },
+        };
+        decide(decision, req, &mut self.inner)
+    }
+}
+
+/// Calls `service` if `decision` allows, answers the rejection otherwise; traces either way.
+pub(super) fn decide<S, ReqBody, ResBody>(
+    decision: Decision,
+    req: Request<ReqBody>,
+    service: &mut S,
+) -> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    decision.trace(subject(&req));
+    match decision.outcome() {
+        crate::decision::Outcome::Allow => ResponseFuture::call(service.call(req), decision),
+        _ => {
+            let error = AuthError::insufficient_scope(decision.permission().as_str());
+            ResponseFuture::reject(error, Some(decision))
         }
     }
+}
+
+/// Who the request is from, for logs: `sub`, or `azp` for machine tokens.
+pub(super) fn subject<B>(req: &Request<B>) -> &str {
+    req.extensions()
+        .get::<Claims>()
+        .and_then(|c| c.subject().or(c.authorized_party()))
+        .unwrap_or("")
 }

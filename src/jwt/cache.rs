@@ -58,8 +58,9 @@ impl TokenCache {
         (remaining_secs(claims.expires_at(), self.leeway, now_secs()) > 0).then_some(claims)
     }
 
-    pub(crate) fn insert(&self, token: &str, claims: Claims) {
-        self.cache.insert(Arc::from(token), claims);
+    /// Caches `claims` under the token they were verified from.
+    pub(crate) fn insert(&self, claims: Claims) {
+        self.cache.insert(claims.access_token().shared(), claims);
     }
 
     #[cfg(test)]
@@ -72,11 +73,16 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::Repr;
+    use crate::claims::{AccessToken, Repr};
 
-    fn claims(exp: i64) -> Claims {
+    fn claims(token: &str, exp: i64) -> Claims {
         let json = format!(r#"{{"iss":"i","exp":{exp}}}"#);
-        Claims::from_parts(serde_json::from_str::<Repr>(&json).unwrap(), json.into())
+        let token = AccessToken::new(Arc::from(token));
+        Claims::from_parts(
+            serde_json::from_str::<Repr>(&json).unwrap(),
+            json.into(),
+            token,
+        )
     }
 
     #[test]
@@ -91,8 +97,8 @@ mod tests {
     fn expired_entries_are_not_served() {
         let cache = TokenCache::new(10, Duration::from_secs(60), 0);
         let now = now_secs() as i64;
-        cache.insert("live", claims(now + 100));
-        cache.insert("dead", claims(now - 1));
+        cache.insert(claims("live", now + 100));
+        cache.insert(claims("dead", now - 1));
         assert!(cache.get("live").is_some());
         assert!(cache.get("dead").is_none());
     }
@@ -102,7 +108,7 @@ mod tests {
         let cache = TokenCache::new(50, Duration::from_secs(60), 0);
         let exp = now_secs() as i64 + 100;
         for i in 0..1_000 {
-            cache.insert(&format!("token-{i}"), claims(exp));
+            cache.insert(claims(&format!("token-{i}"), exp));
         }
         assert!(cache.entry_count() <= 50, "{}", cache.entry_count());
     }

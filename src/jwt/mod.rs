@@ -18,8 +18,6 @@ pub use jwk::Algorithm;
 pub use keys::KeyStore;
 pub use verifier::Verifier;
 
-pub(crate) use builder::check_url as check_url_pub;
-#[cfg(feature = "test-util")]
-pub(crate) use cache::now_secs as now_secs_pub;
+pub(crate) use cache::now_secs;
 
 pub(crate) use verifier::Step;

@@ -81,12 +81,7 @@ impl HttpJwksSource {
         algorithms: Vec<Algorithm>,
         published: Arc<Published>,
     ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(limits.connect_timeout)
-            .timeout(limits.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("claimcheck/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = crate::upstream::client(limits.connect_timeout, limits.timeout)?;
         Ok(Self {
             client,
             url,
@@ -98,39 +93,14 @@ impl HttpJwksSource {
 
     /// GETs the JWKS and returns its `keys` array, or why it could not.
     async fn download(&self) -> Result<Vec<Value>, String> {
-        let mut response = self
-            .client
-            .get(self.url.clone())
-            .header(http::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| format!("request failed: {}", e.without_url()))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("status {status}"));
-        }
-        if response
-            .content_length()
-            .is_some_and(|len| len > self.max_body_bytes as u64)
-        {
-            return Err("body over the size cap".into());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| format!("body failed: {}", e.without_url()))?
-        {
-            if body.len() + chunk.len() > self.max_body_bytes {
-                return Err("body over the size cap".into());
-            }
-            body.extend_from_slice(&chunk);
-        }
         #[derive(serde::Deserialize)]
         struct RawSet {
             keys: Vec<Value>,
         }
-        let set: RawSet = serde_json::from_slice(&body).map_err(|_| "not a JWKS document")?;
+        let request = self.client.get(self.url.clone());
+        let set: RawSet = crate::upstream::json(request, self.max_body_bytes)
+            .await
+            .map_err(|failure| failure.reason)?;
         Ok(set.keys)
     }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::cache::{TokenCache, now_secs};
 use super::jwk::{Algorithm, VerifyingKey};
 use super::keys::{KeyError, KeyStore};
-use crate::claims::{Claims, Repr};
+use crate::claims::{AccessToken, Claims, Repr};
 use crate::error::{AuthError, AuthErrorKind};
 
 /// Verifies access tokens: signature, header and claims. Cheap to clone.
@@ -231,9 +231,10 @@ impl Verifier {
         let repr: Repr =
             serde_json::from_str(&payload).map_err(|_| invalid("claims malformed or mistyped"))?;
         self.check_claims(&repr)?;
-        let claims = Claims::from_parts(repr, payload.into_boxed_str());
+        let token = AccessToken::new(Arc::from(token));
+        let claims = Claims::from_parts(repr, payload.into_boxed_str(), token);
         if let Some(cache) = &self.inner.cache {
-            cache.insert(token, claims.clone());
+            cache.insert(claims.clone());
         }
         Ok(claims)
     }

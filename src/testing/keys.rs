@@ -98,6 +98,18 @@ impl SigningKey {
         ]
     }
 
+    /// Whether `signature` (base64url) is this key's RS256 signature of `message`.
+    pub(crate) fn verifies(&self, message: &[u8], signature: &str) -> bool {
+        let Ok(signature) = URL_SAFE_NO_PAD.decode(signature) else {
+            return false;
+        };
+        let public = signature::UnparsedPublicKey::new(
+            &signature::RSA_PKCS1_2048_8192_SHA256,
+            self.pair.public_key().as_ref(),
+        );
+        public.verify(message, &signature).is_ok()
+    }
+
     /// RS256 signature of `message`, base64url.
     pub(crate) fn sign(&self, message: &[u8]) -> String {
         let mut sig = vec![0u8; self.pair.public_modulus_len()];

@@ -2,9 +2,14 @@
 //! demos (feature `test-util`).
 //!
 //! It serves Kinde's wire formats over real HTTP: the JWKS on both `/.well-known/jwks` and
-//! `/.well-known/jwks.json`, OIDC discovery, and `/oauth2/token` (client credentials). Its RSA
-//! keys are generated at start. From Rust you mint user, M2M and ID tokens with any header and
-//! claims, rotate or retire keys, publish odd JWKs, inject faults per endpoint and count calls.
+//! `/.well-known/jwks.json`, OIDC discovery, `/oauth2/token` (client credentials), the
+//! Management API's `GET /api/v1/organizations/{org}/users/{user}/permissions` and
+//! `POST /api/v1/users/{user}/refresh_claims` (machine token with the right scope required), and
+//! the Account API's `GET /account_api/v1/permissions` (the user's own token; pages of 10 unless
+//! `page_size` says otherwise). Its RSA keys are generated at start. From Rust you mint user, M2M
+//! and ID tokens with any header and claims, grant and revoke live permissions per
+//! (organization, user), rotate or retire keys, publish odd JWKs, inject faults per endpoint
+//! (down, slow, status with headers, garbage, huge, redirect) and count calls.
 //!
 //! ```
 //! use claimcheck::testing::FakeKinde;
@@ -23,6 +28,7 @@
 //! # }
 //! ```
 
+mod api;
 mod keys;
 mod server;
 mod token;
@@ -34,6 +40,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use api::{READ_PERMISSIONS_SCOPE, REFRESH_CLAIMS_SCOPE};
 pub use server::{Endpoint, Fault};
 pub use token::TokenBuilder;
 
@@ -42,6 +49,9 @@ use server::State;
 
 /// The default audience of tokens minted by the fake.
 pub const DEFAULT_AUDIENCE: &str = "claimcheck:test-api";
+
+/// The `org_code` of user tokens minted by the fake unless set otherwise.
+pub const DEFAULT_ORG: &str = "org_0195ac80a14";
 
 /// A fake Kinde business on `127.0.0.1:<random port>`. Stops when dropped.
 pub struct FakeKinde {
@@ -96,7 +106,7 @@ impl FakeKinde {
                 "sub": sub,
                 "aud": [self.audience()],
                 "azp": "dee7f3c57b3c47e8b96edde2c7ecab7d",
-                "org_code": "org_0195ac80a14",
+                "org_code": DEFAULT_ORG,
                 "permissions": [],
                 "scp": ["openid", "profile", "email", "offline"],
             }),
@@ -131,7 +141,7 @@ impl FakeKinde {
                 "auth_time": token::now(),
                 "email": "jane@example.com",
                 "name": "Jane Smith",
-                "org_codes": ["org_0195ac80a14"],
+                "org_codes": [DEFAULT_ORG],
             }),
         )
     }
@@ -195,6 +205,37 @@ impl FakeKinde {
         let mut clients = self.state.clients.lock().unwrap_or_else(|e| e.into_inner());
         clients.insert(id.clone(), (secret.clone(), scopes));
         (id, secret)
+    }
+
+    /// Registers an M2M application that may call the Management API's permissions and
+    /// refresh_claims endpoints; returns `(id, secret)`.
+    pub fn register_management_client(&self) -> (String, String) {
+        self.register_m2m_client(&[READ_PERMISSIONS_SCOPE, REFRESH_CLAIMS_SCOPE])
+    }
+
+    /// Makes every Management API token issued so far invalid (401), as after a revocation.
+    pub fn revoke_management_tokens(&self) {
+        self.state.directory.forget_management_tokens();
+    }
+
+    /// Grants `permission` to `user_id` in `org_code`: the live APIs report it from now on.
+    pub fn grant(&self, org_code: &str, user_id: &str, permission: &str) {
+        self.state.directory.grant(org_code, user_id, permission);
+    }
+
+    /// Revokes `permission` from `user_id` in `org_code`.
+    pub fn revoke(&self, org_code: &str, user_id: &str, permission: &str) {
+        self.state.directory.revoke(org_code, user_id, permission);
+    }
+
+    /// The permissions the live APIs report for `user_id` in `org_code`, sorted.
+    pub fn permissions_of(&self, org_code: &str, user_id: &str) -> Vec<String> {
+        self.state.directory.held(org_code, user_id)
+    }
+
+    /// How often `refresh_claims` was called for `user_id`.
+    pub fn claims_refreshes(&self, user_id: &str) -> u64 {
+        self.state.directory.refreshes(user_id)
     }
 
     /// Makes `endpoint` misbehave until [`FakeKinde::clear_fault`].

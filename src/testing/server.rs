@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use super::api::Directory;
 use super::keys::SigningKey;
 use super::token::now;
 
@@ -31,16 +32,36 @@ pub enum Endpoint {
     Discovery,
     /// `POST /oauth2/token`.
     Token,
+    /// Management API `GET /api/v1/organizations/{org_code}/users/{user_id}/permissions`.
+    ManagementPermissions,
+    /// Management API `POST /api/v1/users/{user_id}/refresh_claims`.
+    RefreshClaims,
+    /// Account API `GET /account_api/v1/permissions`.
+    AccountPermissions,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 3] = [Endpoint::Jwks, Endpoint::Discovery, Endpoint::Token];
+    const ALL: [Endpoint; 6] = [
+        Endpoint::Jwks,
+        Endpoint::Discovery,
+        Endpoint::Token,
+        Endpoint::ManagementPermissions,
+        Endpoint::RefreshClaims,
+        Endpoint::AccountPermissions,
+    ];
 
     fn of(path: &str) -> Option<Self> {
         match path {
             "/.well-known/jwks" | "/.well-known/jwks.json" => Some(Self::Jwks),
             "/.well-known/openid-configuration" => Some(Self::Discovery),
             "/oauth2/token" => Some(Self::Token),
+            "/account_api/v1/permissions" => Some(Self::AccountPermissions),
+            p if p.starts_with("/api/v1/organizations/") && p.ends_with("/permissions") => {
+                Some(Self::ManagementPermissions)
+            }
+            p if p.starts_with("/api/v1/users/") && p.ends_with("/refresh_claims") => {
+                Some(Self::RefreshClaims)
+            }
             _ => None,
         }
     }
@@ -58,12 +79,14 @@ pub enum Fault {
     Down,
     /// The answer comes after this delay (then normally).
     Slow(Duration),
-    /// This status, these headers and a short JSON error body.
+    /// This status, these headers (replacing any of the same name) and a short JSON error body.
     Status(u16, Vec<(String, String)>),
     /// 200 with a body that is not JSON.
     Garbage,
     /// 200 with a body of this many bytes, streamed without a length.
     Huge(usize),
+    /// 302 to this location.
+    Redirect(String),
 }
 
 pub(crate) struct State {
@@ -74,8 +97,9 @@ pub(crate) struct State {
     pub(crate) extra_jwks: RwLock<Vec<Value>>,
     pub(crate) retired: RwLock<Vec<String>>,
     faults: Mutex<HashMap<Endpoint, Fault>>,
-    calls: [AtomicUsize; 3],
+    calls: [AtomicUsize; Endpoint::ALL.len()],
     pub(crate) clients: Mutex<HashMap<String, (String, Vec<String>)>>,
+    pub(crate) directory: Directory,
 }
 
 impl State {
@@ -90,6 +114,7 @@ impl State {
             faults: Mutex::new(HashMap::new()),
             calls: Default::default(),
             clients: Mutex::new(HashMap::new()),
+            directory: Directory::default(),
         }
     }
 
@@ -194,6 +219,9 @@ async fn answer(
                 return Ok(([("content-type", "application/json")], "<html>oops").into_response());
             }
             Some(Fault::Huge(size)) => return Ok(huge_answer(size)),
+            Some(Fault::Redirect(location)) => {
+                return Ok(status_answer(302, &[("location".into(), location)]));
+            }
         }
     }
     let response = router.oneshot(req.map(Body::new)).await;
@@ -209,7 +237,7 @@ fn status_answer(status: u16, headers: &[(String, String)]) -> Response {
             HeaderName::try_from(name.as_str()),
             HeaderValue::try_from(value.as_str()),
         ) {
-            response.headers_mut().append(name, value);
+            response.headers_mut().insert(name, value);
         }
     }
     response
@@ -231,6 +259,7 @@ fn routes(state: Arc<State>) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/oauth2/token", post(token))
+        .merge(super::api::routes())
         .with_state(state)
 }
 
@@ -301,6 +330,7 @@ async fn token(
         return oauth_error(StatusCode::BAD_REQUEST, "unauthorized_client", msg);
     }
     let expires_in = 86_400;
+    let for_management = audiences.contains(&management.as_str());
     let token = super::token::TokenBuilder::new(state.clone(), json!({}))
         .claim("aud", audiences)
         .claim("azp", id)
@@ -310,6 +340,9 @@ async fn token(
         .claim("v", "2")
         .claim("exp", now() + expires_in)
         .sign();
+    if for_management {
+        state.directory.record_management_token(&token, &scopes);
+    }
     Json(json!({
         "access_token": token,
         "expires_in": expires_in,

@@ -33,7 +33,7 @@ pub struct TokenBuilder {
 }
 
 pub(crate) fn now() -> i64 {
-    crate::jwt::now_secs_pub() as i64
+    crate::jwt::now_secs() as i64
 }
 
 fn jti() -> String {

@@ -1,24 +1,65 @@
 //! Shared harness: a FakeKinde, an app protected by claimcheck, both on loopback, and a client.
 #![allow(dead_code)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::handler::Handler;
-use axum::routing::get;
+use axum::response::Response;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use claimcheck::decision::Decision;
 use claimcheck::jwt::VerifierBuilder;
+use claimcheck::live::{KindeAccountApi, KindeManagementApi, LiveCheck, LiveCheckBuilder};
 use claimcheck::testing::FakeKinde;
 use claimcheck::{Auth, Claims, Permission, Verifier};
 use serde_json::{Value, json};
 
 pub const READ_REPORTS: Permission = Permission::from_static("read:reports");
+pub const CREATE_PAYMENTS: Permission = Permission::from_static("create:payments");
+pub const SYNC_FLEET: Permission = Permission::from_static("sync:fleet");
 
 pub struct Harness {
     pub kinde: FakeKinde,
     pub verifier: Verifier,
+    pub live: LiveCheck,
+    /// How many times a strict handler (`POST /payments`, `POST /fleet`) ran.
+    pub runs: Arc<AtomicUsize>,
     pub base: String,
     pub client: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
+}
+
+/// Which live source a harness uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Management,
+    Account,
+}
+
+impl Via {
+    pub const BOTH: [Via; 2] = [Via::Management, Via::Account];
+
+    /// The fake's endpoint this source calls for permissions.
+    pub fn endpoint(self) -> claimcheck::testing::Endpoint {
+        match self {
+            Via::Management => claimcheck::testing::Endpoint::ManagementPermissions,
+            Via::Account => claimcheck::testing::Endpoint::AccountPermissions,
+        }
+    }
+}
+
+/// A live check against `kinde` through `via`, with a short deadline for tests.
+pub fn live_for(kinde: &FakeKinde, via: Via) -> LiveCheckBuilder {
+    let builder = match via {
+        Via::Management => {
+            let (id, secret) = kinde.register_management_client();
+            LiveCheck::builder(KindeManagementApi::new(kinde.issuer(), id, secret).unwrap())
+        }
+        Via::Account => LiveCheck::builder(KindeAccountApi::new(kinde.issuer()).unwrap()),
+    };
+    builder.deadline(Duration::from_millis(800))
 }
 
 impl Drop for Harness {
@@ -40,7 +81,37 @@ pub fn verifier_for(kinde: &FakeKinde) -> VerifierBuilder {
     fast(Verifier::builder(kinde.issuer()).audience(kinde.audience()))
 }
 
-pub fn app(auth: &Auth) -> Router {
+/// Copies the `Decision` of a response into `x-decision-*` headers, so tests can read it over HTTP.
+async fn expose_decision(mut response: Response) -> Response {
+    if let Some(decision) = response.extensions().get::<Decision>().cloned() {
+        let headers = response.headers_mut();
+        headers.insert("x-decision", decision.outcome().as_str().parse().unwrap());
+        headers.insert(
+            "x-decision-source",
+            decision.source().as_str().parse().unwrap(),
+        );
+        if let Some(age) = decision.age() {
+            headers.insert(
+                "x-decision-age-ms",
+                age.as_millis().to_string().parse().unwrap(),
+            );
+        }
+    }
+    response
+}
+
+pub fn app(auth: &Auth, runs: Arc<AtomicUsize>) -> Router {
+    let pay = {
+        let runs = runs.clone();
+        move || async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            "paid"
+        }
+    };
+    let fleet = move || async move {
+        runs.fetch_add(1, Ordering::SeqCst);
+        "synced"
+    };
     async fn me(claims: Claims) -> Json<Value> {
         Json(json!({
             "sub": claims.subject(),
@@ -55,6 +126,12 @@ pub fn app(auth: &Auth) -> Router {
             "/reports",
             get((|| async { "reports" }).layer(auth.token_trusted(READ_REPORTS))),
         )
+        .route("/payments", post(pay.layer(auth.strict(CREATE_PAYMENTS))))
+        .route(
+            "/fleet",
+            post(fleet.layer(auth.strict(SYNC_FLEET).allow_machines())),
+        )
+        .layer(axum::middleware::map_response(expose_decision))
         .layer(auth.layer())
         .merge(Router::new().route("/health", get(|| async { "ok" })))
 }
@@ -76,9 +153,25 @@ pub async fn start() -> Harness {
     start_with(kinde, verifier).await
 }
 
+/// Starts the app with the Account API as live source (5 s time-to-live).
 pub async fn start_with(kinde: FakeKinde, verifier: Verifier) -> Harness {
-    let auth = Auth::new(verifier.clone());
-    let (base, server) = serve(app(&auth)).await;
+    let live = live_for(&kinde, Via::Account).build();
+    start_live(kinde, verifier, live).await
+}
+
+/// Starts a fake, a warmed-up verifier and the app with the live check `live(&kinde)` builds.
+pub async fn start_via(via: Via, ttl: Duration) -> Harness {
+    let kinde = FakeKinde::start().await;
+    let verifier = verifier_for(&kinde).build().unwrap();
+    assert!(verifier.warm_up().await);
+    let live = live_for(&kinde, via).time_to_live(ttl).build();
+    start_live(kinde, verifier, live).await
+}
+
+pub async fn start_live(kinde: FakeKinde, verifier: Verifier, live: LiveCheck) -> Harness {
+    let auth = Auth::new(verifier.clone(), live.clone());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (base, server) = serve(app(&auth, runs.clone())).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -86,6 +179,8 @@ pub async fn start_with(kinde: FakeKinde, verifier: Verifier) -> Harness {
     Harness {
         kinde,
         verifier,
+        live,
+        runs,
         base,
         client,
         server,
@@ -97,6 +192,8 @@ pub struct Answer {
     pub challenge: Option<String>,
     pub retry_after: Option<String>,
     pub content_type: Option<String>,
+    pub decision: Option<String>,
+    pub source: Option<String>,
     pub body: String,
 }
 
@@ -130,6 +227,16 @@ impl Harness {
         self.send(req).await
     }
 
+    pub async fn post(&self, path: &str, token: &str) -> Answer {
+        let req = self.client.post(format!("{}{path}", self.base));
+        self.send(req.header("authorization", format!("Bearer {token}")))
+            .await
+    }
+
+    pub fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
         let res = req.send().await.expect("app reachable");
         let header = |name: &str| {
@@ -142,6 +249,8 @@ impl Harness {
             challenge: header("www-authenticate"),
             retry_after: header("retry-after"),
             content_type: header("content-type"),
+            decision: header("x-decision"),
+            source: header("x-decision-source"),
             body: res.text().await.unwrap(),
         }
     }

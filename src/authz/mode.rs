@@ -1,0 +1,130 @@
+//! The two ways a route decides: [`TokenTrusted`] and [`Strict`].
+
+use std::time::Duration;
+
+use crate::claims::Claims;
+use crate::decision::{Decision, Outcome, Source};
+use crate::live::{LiveCheck, Lookup, PermissionQuery};
+use crate::permission::Permission;
+
+/// Mode of a route that trusts the verified token's claims. See [`authz`](super).
+#[derive(Debug, Clone, Default)]
+pub struct TokenTrusted {
+    live: Option<LiveCheck>,
+}
+
+/// Mode of a route that asks the live permissions source. See [`authz`](super).
+#[derive(Debug, Clone)]
+pub struct Strict {
+    live: LiveCheck,
+    allow_machines: bool,
+}
+
+/// What a mode can tell from the claims alone.
+pub enum Verdict {
+    Decided(Decision),
+    Live(LiveCheck, PermissionQuery),
+}
+
+/// A way of deciding: [`TokenTrusted`] or [`Strict`]. Sealed.
+pub trait Mode: Clone + Send + Sync + 'static + sealed::Decide {}
+
+impl Mode for TokenTrusted {}
+impl Mode for Strict {}
+
+pub(crate) mod sealed {
+    use super::{Claims, Permission, Verdict};
+
+    /// The decision logic of a mode, out of the public API.
+    pub trait Decide {
+        fn verdict(&self, claims: &Claims, permission: &Permission) -> Verdict;
+    }
+}
+
+impl TokenTrusted {
+    pub(crate) fn new(live: Option<LiveCheck>) -> Self {
+        Self { live }
+    }
+}
+
+impl Strict {
+    pub(crate) fn new(live: LiveCheck) -> Self {
+        Self {
+            live,
+            allow_machines: false,
+        }
+    }
+
+    pub(crate) fn allowing_machines(self) -> Self {
+        Self {
+            allow_machines: true,
+            ..self
+        }
+    }
+}
+
+impl sealed::Decide for TokenTrusted {
+    fn verdict(&self, claims: &Claims, permission: &Permission) -> Verdict {
+        if claims.is_machine() {
+            return Verdict::Decided(from_scopes(claims, permission));
+        }
+        match (claims.permissions(), &self.live) {
+            (Some(granted), _) => {
+                let allowed = granted.iter().any(|p| p == permission.as_str());
+                Verdict::Decided(from_token(allowed, claims, permission))
+            }
+            // Kinde lets workflows strip `permissions` from tokens: ask the live source.
+            (None, Some(live)) => live_or_deny(live, claims, permission),
+            (None, None) => Verdict::Decided(from_token(false, claims, permission)),
+        }
+    }
+}
+
+impl sealed::Decide for Strict {
+    fn verdict(&self, claims: &Claims, permission: &Permission) -> Verdict {
+        if claims.is_machine() {
+            return Verdict::Decided(if self.allow_machines {
+                from_scopes(claims, permission)
+            } else {
+                from_token(false, claims, permission)
+            });
+        }
+        live_or_deny(&self.live, claims, permission)
+    }
+}
+
+fn live_or_deny(live: &LiveCheck, claims: &Claims, permission: &Permission) -> Verdict {
+    match PermissionQuery::from_claims(claims) {
+        Some(query) => Verdict::Live(live.clone(), query),
+        // No `sub` and not a machine token: there is nobody to look up.
+        None => Verdict::Decided(from_token(false, claims, permission)),
+    }
+}
+
+fn from_scopes(claims: &Claims, permission: &Permission) -> Decision {
+    let allowed = claims.scopes().iter().any(|s| s == permission.as_str());
+    from_token(allowed, claims, permission)
+}
+
+fn from_token(allowed: bool, claims: &Claims, permission: &Permission) -> Decision {
+    let outcome = if allowed {
+        Outcome::Allow
+    } else {
+        Outcome::Deny
+    };
+    let age = claims.issued_at().map(|iat| {
+        let now = crate::jwt::now_secs() as i64;
+        Duration::from_secs(now.saturating_sub(iat).max(0) as u64)
+    });
+    Decision::new(outcome, permission.clone(), Source::Token, age)
+}
+
+/// The decision a live answer makes.
+pub(crate) fn from_lookup(lookup: &Lookup, permission: &Permission) -> Decision {
+    let outcome = if lookup.permissions.contains(permission.as_str()) {
+        Outcome::Allow
+    } else {
+        Outcome::Deny
+    };
+    Decision::new(outcome, permission.clone(), lookup.source, Some(lookup.age))
+}

@@ -1,0 +1,169 @@
+//! [`Decision`]: what an authorization layer decided, and from which data.
+//!
+//! Every decision of a [`RequirePermissionLayer`](crate::authz::RequirePermissionLayer) is
+//! emitted as a `tracing` event (target `claimcheck::authz`, fields `decision`, `permission`,
+//! `source`, `age_ms`, `subject`) and inserted into the response extensions, allowed or not:
+//!
+//! ```
+//! # async fn demo(response: http::Response<axum::body::Body>) {
+//! use claimcheck::decision::{Decision, Outcome};
+//!
+//! if let Some(decision) = response.extensions().get::<Decision>() {
+//!     if decision.outcome() == Outcome::Unavailable {
+//!         eprintln!("{} could not be checked ({})", decision.permission(), decision.source());
+//!     }
+//! }
+//! # }
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::permission::Permission;
+
+/// The verdict.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler ran.
+    Allow,
+    /// 403: the caller lacks the permission.
+    Deny,
+    /// 503: the data needed to decide could not be had; the handler did not run.
+    Unavailable,
+}
+
+impl Outcome {
+    /// `allow`, `deny` or `unavailable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Where the permissions a decision used came from.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The verified token's claims (`permissions`, or `scp` for machine tokens).
+    Token,
+    /// The live-permissions cache, filled by an earlier upstream call.
+    LiveCache,
+    /// An upstream call this request started.
+    Live,
+    /// An upstream call another request had started, which this one waited for.
+    Coalesced,
+}
+
+impl Source {
+    /// `token`, `live-cache`, `live` or `coalesced`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::LiveCache => "live-cache",
+            Self::Live => "live",
+            Self::Coalesced => "coalesced",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One authorization decision. Found in the response extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    outcome: Outcome,
+    permission: Permission,
+    source: Source,
+    age: Option<Duration>,
+}
+
+impl Decision {
+    pub(crate) fn new(
+        outcome: Outcome,
+        permission: Permission,
+        source: Source,
+        age: Option<Duration>,
+    ) -> Self {
+        Self {
+            outcome,
+            permission,
+            source,
+            age,
+        }
+    }
+
+    /// Allow, deny or unavailable.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// The permission the route requires.
+    pub fn permission(&self) -> &Permission {
+        &self.permission
+    }
+
+    /// Where the permissions came from (or, when unavailable, where they were sought).
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// How old the data was: time since the token's `iat` for [`Source::Token`], since the
+    /// upstream answered for the live sources. `None` when unknown or unavailable.
+    pub fn age(&self) -> Option<Duration> {
+        self.age
+    }
+
+    /// Emits the decision as a `tracing` event.
+    pub(crate) fn trace(&self, subject: &str) {
+        let age_ms = self.age.map(|age| age.as_millis() as u64);
+        let (decision, permission, source) = (
+            self.outcome.as_str(),
+            self.permission.as_str(),
+            self.source.as_str(),
+        );
+        match self.outcome {
+            Outcome::Unavailable => tracing::warn!(
+                target: "claimcheck::authz",
+                decision, permission, source, age_ms, subject,
+                "authorization decision"
+            ),
+            _ => tracing::debug!(
+                target: "claimcheck::authz",
+                decision, permission, source, age_ms, subject,
+                "authorization decision"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_documented_ones() {
+        let names: Vec<_> = [
+            Source::Token,
+            Source::LiveCache,
+            Source::Live,
+            Source::Coalesced,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(names, ["token", "live-cache", "live", "coalesced"]);
+        let outcomes: Vec<_> = [Outcome::Allow, Outcome::Deny, Outcome::Unavailable]
+            .iter()
+            .map(|o| o.as_str())
+            .collect();
+        assert_eq!(outcomes, ["allow", "deny", "unavailable"]);
+    }
+}

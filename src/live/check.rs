@@ -1,0 +1,372 @@
+//! [`LiveCheck`]: a short-lived, coalescing, invalidatable cache in front of a source.
+//!
+//! Concurrency model, all under one small mutex (`flights`) that is never held across an await:
+//! - a miss either joins the flight already fetching its key or starts one: a spawned task that
+//!   calls the source once and publishes the answer on a `watch` channel;
+//! - the flight finishes by removing itself from `flights` and, if it succeeded, filling the
+//!   cache, in the same critical section;
+//! - an invalidation removes the matching flights and cache entries in one critical section, so
+//!   a flight that started before it finds itself gone: its answer is not cached, and callers
+//!   that were waiting on it look again (starting a fresh flight) instead of using it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use moka::sync::Cache;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{PermissionQuery, PermissionSource, SourceError};
+use crate::decision::Source;
+use crate::permission::PermissionSet;
+
+const DEFAULT_TTL: Duration = Duration::from_secs(5);
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
+const DEFAULT_CAPACITY: u64 = 10_000;
+
+/// Live permissions with a short-TTL cache. Cheap to clone; clones share the cache.
+#[derive(Clone)]
+pub struct LiveCheck {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: Arc<dyn PermissionSource>,
+    cache: Option<Cache<Key, Entry>>,
+    ttl: Duration,
+    deadline: Duration,
+    flights: Mutex<HashMap<Key, Flight>>,
+    next_flight: AtomicU64,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    issuer: Box<str>,
+    user: Box<str>,
+    org: Option<Box<str>>,
+}
+
+impl Key {
+    fn of(query: &PermissionQuery) -> Self {
+        Self {
+            issuer: query.issuer().into(),
+            user: query.user_id().into(),
+            org: query.org_code().map(Into::into),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Entry {
+    permissions: Arc<PermissionSet>,
+    fetched_at: Instant,
+}
+
+impl Entry {
+    fn lookup(&self, source: Source) -> Lookup {
+        Lookup {
+            permissions: self.permissions.clone(),
+            source,
+            age: self.fetched_at.elapsed(),
+        }
+    }
+}
+
+struct Flight {
+    id: u64,
+    answer: watch::Receiver<Option<Answer>>,
+}
+
+#[derive(Clone)]
+struct Answer {
+    result: Result<Entry, SourceError>,
+    /// The flight was invalidated while it ran: its answer must not be used.
+    superseded: bool,
+}
+
+/// The answer of a live lookup.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// Every permission the user holds in the organization.
+    pub permissions: Arc<PermissionSet>,
+    /// [`Source::LiveCache`], [`Source::Live`] or [`Source::Coalesced`].
+    pub source: Source,
+    /// Time since the upstream answered.
+    pub age: Duration,
+}
+
+/// Builds a [`LiveCheck`].
+pub struct LiveCheckBuilder {
+    source: Arc<dyn PermissionSource>,
+    ttl: Duration,
+    deadline: Duration,
+    capacity: u64,
+}
+
+impl LiveCheckBuilder {
+    /// How long an answer is served from the cache (default 5 s; zero disables the cache).
+    /// This is the longest a revoked permission can still be honoured on a strict route.
+    /// Entries expire by age only, never by idleness.
+    pub fn time_to_live(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long one request waits for the source before answering 503 (default 2 s).
+    /// The upstream call itself is abandoned after the same time.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The most (issuer, user, organization) entries kept (default 10 000).
+    pub fn max_capacity(mut self, capacity: u64) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The check.
+    pub fn build(self) -> LiveCheck {
+        let cache = (!self.ttl.is_zero()).then(|| {
+            Cache::builder()
+                .max_capacity(self.capacity)
+                .time_to_live(self.ttl)
+                .build()
+        });
+        LiveCheck {
+            inner: Arc::new(Inner {
+                source: self.source,
+                cache,
+                ttl: self.ttl,
+                deadline: self.deadline,
+                flights: Mutex::new(HashMap::new()),
+                next_flight: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl LiveCheck {
+    /// Starts building a check in front of `source`.
+    pub fn builder(source: impl PermissionSource) -> LiveCheckBuilder {
+        LiveCheckBuilder {
+            source: Arc::new(source),
+            ttl: DEFAULT_TTL,
+            deadline: DEFAULT_DEADLINE,
+            capacity: DEFAULT_CAPACITY,
+        }
+    }
+
+    /// The cached answer for `query`, if there is a fresh one. Never waits.
+    pub fn cached(&self, query: &PermissionQuery) -> Option<Lookup> {
+        self.inner
+            .cached(&Key::of(query))
+            .map(|entry| entry.lookup(Source::LiveCache))
+    }
+
+    /// The user's permissions: from the cache, from a call already in flight, or from a new
+    /// upstream call. Fails when the source fails or the deadline passes; failures are not cached.
+    pub async fn lookup(&self, query: &PermissionQuery) -> Result<Lookup, SourceError> {
+        let key = Key::of(query);
+        let give_up = Instant::now() + self.inner.deadline;
+        loop {
+            let (mut answer, started) = match Inner::join_or_start(&self.inner, &key, query) {
+                Joined::Cached(entry) => return Ok(entry.lookup(Source::LiveCache)),
+                Joined::Flight { answer, started } => (answer, started),
+            };
+            let waited = tokio::time::timeout_at(give_up, answer.wait_for(Option::is_some)).await;
+            let answer = match waited {
+                Err(_) => return Err(SourceError::unavailable("deadline passed")),
+                Ok(Err(_)) => return Err(SourceError::unavailable("fetch ended without answer")),
+                Ok(Ok(answer)) => answer.clone(),
+            };
+            match answer {
+                Some(answer) if !answer.superseded => {
+                    let source = if started {
+                        Source::Live
+                    } else {
+                        Source::Coalesced
+                    };
+                    return answer.result.map(|entry| entry.lookup(source));
+                }
+                // Invalidated while in flight: look again.
+                _ => continue,
+            }
+        }
+    }
+
+    /// Forgets every cached answer for `user_id` (in every organization), and any answer now
+    /// being fetched for them.
+    pub fn invalidate_user(&self, user_id: &str) {
+        self.inner.invalidate(|key| &*key.user == user_id);
+    }
+
+    /// Forgets every cached answer for the organization `org_code`.
+    pub fn invalidate_org(&self, org_code: &str) {
+        self.inner
+            .invalidate(|key| key.org.as_deref() == Some(org_code));
+    }
+
+    /// Forgets everything.
+    pub fn invalidate_all(&self) {
+        let mut flights = self.inner.flights();
+        flights.clear();
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate_all();
+        }
+    }
+
+    /// The cache's time-to-live.
+    pub fn time_to_live(&self) -> Duration {
+        self.inner.ttl
+    }
+}
+
+enum Joined {
+    Cached(Entry),
+    Flight {
+        answer: watch::Receiver<Option<Answer>>,
+        started: bool,
+    },
+}
+
+impl Inner {
+    fn flights(&self) -> MutexGuard<'_, HashMap<Key, Flight>> {
+        self.flights.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cached(&self, key: &Key) -> Option<Entry> {
+        let entry = self.cache.as_ref()?.get(key)?;
+        (entry.fetched_at.elapsed() < self.ttl).then_some(entry)
+    }
+
+    fn join_or_start(this: &Arc<Self>, key: &Key, query: &PermissionQuery) -> Joined {
+        let mut flights = this.flights();
+        // Looked up again under the lock: a flight may have just filled the cache.
+        if let Some(entry) = this.cached(key) {
+            return Joined::Cached(entry);
+        }
+        if let Some(flight) = flights.get(key) {
+            return Joined::Flight {
+                answer: flight.answer.clone(),
+                started: false,
+            };
+        }
+        let id = this.next_flight.fetch_add(1, Ordering::Relaxed);
+        let (sender, answer) = watch::channel(None);
+        flights.insert(
+            key.clone(),
+            Flight {
+                id,
+                answer: answer.clone(),
+            },
+        );
+        drop(flights);
+        let completion = Completion {
+            inner: this.clone(),
+            key: key.clone(),
+            id,
+            sender: Some(sender),
+        };
+        tokio::spawn(fill(completion, query.clone()));
+        Joined::Flight {
+            answer,
+            started: true,
+        }
+    }
+
+    fn invalidate(&self, matches: impl Fn(&Key) -> bool) {
+        let mut flights = self.flights();
+        flights.retain(|key, _| !matches(key));
+        if let Some(cache) = &self.cache {
+            let doomed: Vec<Arc<Key>> = cache
+                .iter()
+                .filter(|(key, _)| matches(key))
+                .map(|(key, _)| key)
+                .collect();
+            for key in doomed {
+                cache.invalidate(&*key);
+            }
+        }
+    }
+}
+
+/// The upstream call of one flight, made in its own task so that no caller's cancellation
+/// can stop it.
+async fn fill(mut completion: Completion, query: PermissionQuery) {
+    let inner = completion.inner.clone();
+    let fetched = tokio::time::timeout(inner.deadline, inner.source.permissions(&query)).await;
+    let result = match fetched {
+        Ok(Ok(set)) => Ok(Entry {
+            permissions: Arc::new(set),
+            fetched_at: Instant::now(),
+        }),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(SourceError::unavailable("timed out")),
+    };
+    if let Err(error) = &result {
+        tracing::warn!(
+            target: "claimcheck::live",
+            reason = error.reason(),
+            user = query.user_id(),
+            "live permission lookup failed"
+        );
+    }
+    completion.finish(result);
+}
+
+/// Publishes a flight's answer exactly once, even if the task panics or is dropped.
+struct Completion {
+    inner: Arc<Inner>,
+    key: Key,
+    id: u64,
+    sender: Option<watch::Sender<Option<Answer>>>,
+}
+
+impl Completion {
+    fn finish(&mut self, result: Result<Entry, SourceError>) {
+        let Some(sender) = self.sender.take() else {
+            return;
+        };
+        let mut flights = self.inner.flights();
+        let current = flights.get(&self.key).is_some_and(|f| f.id == self.id);
+        if current {
+            flights.remove(&self.key);
+            if let (Ok(entry), Some(cache)) = (&result, &self.inner.cache) {
+                cache.insert(self.key.clone(), entry.clone());
+            }
+        }
+        sender.send_replace(Some(Answer {
+            result,
+            superseded: !current,
+        }));
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        self.finish(Err(SourceError::unavailable("fetch aborted")));
+    }
+}
+
+impl fmt::Debug for LiveCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveCheck")
+            .field("time_to_live", &self.inner.ttl)
+            .field("deadline", &self.inner.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for LiveCheckBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveCheckBuilder")
+            .field("time_to_live", &self.ttl)
+            .field("deadline", &self.deadline)
+            .field("max_capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,285 @@
+//! [`KindeManagementApi`]: live permissions from Kinde's Management API.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use url::Url;
+
+use super::{PermissionQuery, PermissionSource, SourceError, SourceFuture};
+use crate::error::ConfigError;
+use crate::permission::PermissionSet;
+use crate::upstream;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// A machine token is replaced this long before it expires (or at half its life if shorter).
+const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// Live permissions from `GET /api/v1/organizations/{org_code}/users/{sub}/permissions`.
+///
+/// Authenticates with a machine-to-machine token obtained by client credentials from
+/// `{issuer}/oauth2/token` for the audience `{issuer}/api` (the M2M application needs the
+/// `read:organization_user_permissions` scope). Kinde bills every token request, so the token is
+/// reused until a minute before it expires, and concurrent needs for a new one share one
+/// request. A token Kinde rejects with 401 is dropped and fetched again on the next call.
+///
+/// A token without `org_code` has no organization to look permissions up in: its user holds no
+/// permissions here. Requests have a 1 s connect and 2 s total timeout, never follow redirects,
+/// and read at most 1 MiB.
+///
+/// ```
+/// use claimcheck::live::{KindeManagementApi, LiveCheck};
+///
+/// let source = KindeManagementApi::new("https://example.kinde.com", "client-id", "client-secret")?;
+/// let live = LiveCheck::builder(source).build();
+/// # Ok::<(), claimcheck::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct KindeManagementApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    base: Url,
+    token_url: Url,
+    client_id: String,
+    client_secret: String,
+    audience: String,
+    token: Mutex<Option<MachineToken>>,
+}
+
+struct MachineToken {
+    value: String,
+    refresh_at: Instant,
+    expires_at: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: u64,
+}
+
+#[derive(Deserialize)]
+struct PermissionsResponse {
+    #[serde(default)]
+    permissions: Option<Vec<KeyedPermission>>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct KeyedPermission {
+    pub(super) key: String,
+}
+
+impl KindeManagementApi {
+    /// A source for the Kinde business at `issuer` (`https://<sub>.kinde.com`, or a custom
+    /// domain), authenticating as the M2M application `client_id`.
+    pub fn new(
+        issuer: &str,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Result<Self, ConfigError> {
+        let base = crate::upstream::check_url("issuer", issuer)?;
+        let client_id = client_id.into();
+        let client_secret = client_secret.into();
+        if client_id.is_empty() || client_secret.is_empty() {
+            return Err(ConfigError::invalid(
+                "management credentials",
+                "client id and secret must not be empty",
+            ));
+        }
+        let token_url = join(&base, &["oauth2", "token"]);
+        let client = upstream::client(CONNECT_TIMEOUT, TIMEOUT)
+            .map_err(|e| ConfigError::invalid("http client", e.to_string()))?;
+        let audience = format!("{}/api", issuer.trim_end_matches('/'));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                base,
+                token_url,
+                client_id,
+                client_secret,
+                audience,
+                token: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The permissions `user_id` holds in `org_code`, straight from Kinde (no cache).
+    pub async fn user_permissions(
+        &self,
+        org_code: &str,
+        user_id: &str,
+    ) -> Result<PermissionSet, SourceError> {
+        let url = permissions_url(&self.inner.base, org_code, user_id)?;
+        let bearer = self.inner.bearer().await?;
+        let request = self.inner.client.get(url).bearer_auth(bearer);
+        match upstream::json::<PermissionsResponse>(request, MAX_BODY_BYTES).await {
+            Ok(body) => Ok(body
+                .permissions
+                .unwrap_or_default()
+                .iter()
+                .map(|p| &p.key)
+                .collect()),
+            Err(failure) => {
+                if failure.status == Some(401) {
+                    *self.inner.token.lock().await = None;
+                }
+                Err(failure.into())
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// A machine token: the cached one, or a new one fetched by exactly one caller at a time.
+    async fn bearer(&self) -> Result<String, SourceError> {
+        let mut slot = self.token.lock().await;
+        let now = Instant::now();
+        if let Some(token) = slot.as_ref().filter(|t| now < t.refresh_at) {
+            return Ok(token.value.clone());
+        }
+        match self.fetch_token().await {
+            Ok(token) => {
+                let value = token.value.clone();
+                *slot = Some(token);
+                Ok(value)
+            }
+            // Past the refresh point but not expired: keep using it while Kinde is down.
+            Err(error) => match slot.as_ref().filter(|t| now < t.expires_at) {
+                Some(token) => Ok(token.value.clone()),
+                None => Err(error),
+            },
+        }
+    }
+
+    async fn fetch_token(&self) -> Result<MachineToken, SourceError> {
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("client_secret", &self.client_secret)
+            .append_pair("audience", &self.audience)
+            .finish();
+        let request = self
+            .client
+            .post(self.token_url.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form);
+        let response: TokenResponse =
+            upstream::json(request, MAX_BODY_BYTES)
+                .await
+                .map_err(|failure| {
+                    if matches!(failure.status, Some(400 | 401 | 403)) {
+                        tracing::error!(
+                            target: "claimcheck::live",
+                            client_id = %self.client_id,
+                            reason = %failure.reason,
+                            "Kinde refused the management client credentials"
+                        );
+                    }
+                    SourceError::from(failure)
+                })?;
+        if response.access_token.is_empty() {
+            return Err(SourceError::unavailable("empty machine token"));
+        }
+        let lifetime = Duration::from_secs(response.expires_in);
+        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        let now = Instant::now();
+        tracing::debug!(target: "claimcheck::live", expires_in = response.expires_in, "machine token fetched");
+        Ok(MachineToken {
+            value: response.access_token,
+            refresh_at: now + (lifetime - margin),
+            expires_at: now + lifetime,
+        })
+    }
+}
+
+impl PermissionSource for KindeManagementApi {
+    fn permissions<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a> {
+        Box::pin(async move {
+            let Some(org_code) = query.org_code() else {
+                tracing::debug!(target: "claimcheck::live", "token has no org_code: no permissions");
+                return Ok(PermissionSet::new());
+            };
+            self.user_permissions(org_code, query.user_id()).await
+        })
+    }
+}
+
+/// `base` with `segments` appended, each percent-encoded into exactly one path segment.
+fn join(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+/// `{base}/api/v1/organizations/{org}/users/{user}/permissions`. `.` and `..` cannot be carried
+/// in a URL path (every parser folds them), so such ids are refused rather than sent.
+pub(super) fn permissions_url(base: &Url, org: &str, user: &str) -> Result<Url, SourceError> {
+    if [org, user].iter().any(|s| matches!(*s, "" | "." | "..")) {
+        return Err(SourceError::unavailable(
+            "user id or org code cannot be a URL path segment",
+        ));
+    }
+    let segments = [
+        "api",
+        "v1",
+        "organizations",
+        org,
+        "users",
+        user,
+        "permissions",
+    ];
+    Ok(join(base, &segments))
+}
+
+impl fmt::Debug for KindeManagementApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KindeManagementApi")
+            .field("base", &self.inner.base.as_str())
+            .field("client_id", &self.inner.client_id)
+            .field("client_secret", &"[redacted]")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_stay_inside_their_segment() {
+        let base = Url::parse("http://127.0.0.1:9/").unwrap();
+        let url = permissions_url(&base, "org_1", "kp_a/../b?c=d%2F#e").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9/api/v1/organizations/org_1/users/kp_a%2F..%2Fb%3Fc=d%252F%23e/permissions"
+        );
+        let segments: Vec<_> = url.path_segments().unwrap().collect();
+        assert_eq!(segments.len(), 7);
+        for bad in ["..", ".", ""] {
+            assert!(permissions_url(&base, "org_1", bad).is_err(), "{bad:?}");
+            assert!(permissions_url(&base, bad, "kp_1").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let api = KindeManagementApi::new("https://example.kinde.com", "id", "s3cr3t").unwrap();
+        let printed = format!("{api:?}");
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert!(KindeManagementApi::new("https://example.kinde.com", "id", "").is_err());
+        assert!(KindeManagementApi::new("not a url", "id", "secret").is_err());
+    }
+}

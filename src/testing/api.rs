@@ -1,0 +1,230 @@
+//! The fake Kinde's APIs: Management API permissions and refresh_claims, Account API
+//! permissions, and the directory of who holds which permission in which organization.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State as AxumState};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::server::State;
+use super::token::now;
+
+/// The Management API scope the permissions endpoint requires.
+pub const READ_PERMISSIONS_SCOPE: &str = "read:organization_user_permissions";
+/// The Management API scope `refresh_claims` requires.
+pub const REFRESH_CLAIMS_SCOPE: &str = "update:user_refresh_claims";
+
+/// Permissions per (org, user), refresh counts per user, and the machine tokens issued for the
+/// Management API with their scopes.
+#[derive(Default)]
+pub(crate) struct Directory {
+    grants: Mutex<HashMap<(String, String), BTreeSet<String>>>,
+    refreshes: Mutex<HashMap<String, u64>>,
+    management_tokens: Mutex<HashMap<String, Vec<String>>>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Directory {
+    pub(crate) fn grant(&self, org: &str, user: &str, permission: &str) {
+        let mut grants = locked(&self.grants);
+        let held = grants.entry((org.to_owned(), user.to_owned())).or_default();
+        held.insert(permission.to_owned());
+    }
+
+    pub(crate) fn revoke(&self, org: &str, user: &str, permission: &str) {
+        let mut grants = locked(&self.grants);
+        if let Some(held) = grants.get_mut(&(org.to_owned(), user.to_owned())) {
+            held.remove(permission);
+        }
+    }
+
+    pub(crate) fn held(&self, org: &str, user: &str) -> Vec<String> {
+        let grants = locked(&self.grants);
+        let key = (org.to_owned(), user.to_owned());
+        grants.get(&key).into_iter().flatten().cloned().collect()
+    }
+
+    pub(crate) fn refreshes(&self, user: &str) -> u64 {
+        locked(&self.refreshes).get(user).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn record_management_token(&self, token: &str, scopes: &[String]) {
+        locked(&self.management_tokens).insert(token.to_owned(), scopes.to_vec());
+    }
+
+    pub(crate) fn forget_management_tokens(&self) {
+        locked(&self.management_tokens).clear();
+    }
+}
+
+pub(crate) fn routes() -> Router<Arc<State>> {
+    Router::new()
+        .route(
+            "/api/v1/organizations/{org}/users/{user}/permissions",
+            get(management_permissions),
+        )
+        .route("/api/v1/users/{user}/refresh_claims", post(refresh_claims))
+        .route("/account_api/v1/permissions", get(account_permissions))
+}
+
+fn errors(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"errors": [{"code": code, "message": message}]});
+    (status, Json(body)).into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// The Management API's check: a machine token this fake issued for `{issuer}/api` that
+/// carries `scope`. `Some` is the refusal to send.
+fn refuse_machine(state: &State, headers: &HeaderMap, scope: &str) -> Option<Response> {
+    let tokens = locked(&state.directory.management_tokens);
+    match bearer(headers).and_then(|token| tokens.get(token)) {
+        None => Some(errors(
+            StatusCode::UNAUTHORIZED,
+            "TOKEN_INVALID",
+            "Invalid credentials.",
+        )),
+        Some(scopes) if !scopes.iter().any(|s| s == scope) => Some(errors(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            &format!("Missing required scope: {scope}"),
+        )),
+        Some(_) => None,
+    }
+}
+
+/// A stable id for a permission key, in the Account API's `perm_…` style.
+fn permission_id(key: &str) -> String {
+    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("perm_{hex}")
+}
+
+fn title(key: &str) -> String {
+    key.replace([':', '_', '-', '.'], " ")
+}
+
+async fn management_permissions(
+    AxumState(state): AxumState<Arc<State>>,
+    Path((org, user)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = refuse_machine(&state, &headers, READ_PERMISSIONS_SCOPE) {
+        return refused;
+    }
+    let permissions: Vec<Value> = state
+        .directory
+        .held(&org, &user)
+        .iter()
+        .map(|key| {
+            json!({
+                "id": permission_id(key),
+                "key": key,
+                "name": title(key),
+                "description": format!("Can {}", title(key)),
+                "roles": [],
+            })
+        })
+        .collect();
+    Json(json!({"code": "OK", "message": "Success", "permissions": permissions})).into_response()
+}
+
+async fn refresh_claims(
+    AxumState(state): AxumState<Arc<State>>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = refuse_machine(&state, &headers, REFRESH_CLAIMS_SCOPE) {
+        return refused;
+    }
+    *locked(&state.directory.refreshes).entry(user).or_default() += 1;
+    Json(json!({"code": "OK", "message": "Success"})).into_response()
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page_size: Option<usize>,
+    starting_after: Option<String>,
+}
+
+/// `(sub, org_code)` of a user access token this fake signed with a key it holds and that has
+/// not expired.
+fn token_user(state: &State, token: &str) -> Option<(String, String)> {
+    let mut parts = token.split('.');
+    let (header, payload, signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let decode = |part: &str| -> Option<Value> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+    };
+    let kid = decode(header)?.get("kid")?.as_str()?.to_owned();
+    let keys = state.keys.read().unwrap_or_else(|e| e.into_inner());
+    let key = keys.iter().find(|k| k.kid == kid)?;
+    let message = format!("{header}.{payload}");
+    if !key.verifies(message.as_bytes(), signature) {
+        return None;
+    }
+    let claims = decode(payload)?;
+    if claims.get("exp")?.as_i64()? <= now() {
+        return None;
+    }
+    let sub = claims.get("sub")?.as_str()?.to_owned();
+    let org = claims.get("org_code")?.as_str()?.to_owned();
+    Some((sub, org))
+}
+
+async fn account_permissions(
+    AxumState(state): AxumState<Arc<State>>,
+    Query(page): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some((user, org)) = bearer(&headers).and_then(|t| token_user(&state, t)) else {
+        return errors(StatusCode::FORBIDDEN, "FORBIDDEN", "Invalid credentials.");
+    };
+    let size = page.page_size.unwrap_or(10);
+    if !(1..=500).contains(&size) {
+        return errors(StatusCode::BAD_REQUEST, "INVALID_PAGE_SIZE", "page_size");
+    }
+    let held = state.directory.held(&org, &user);
+    let start = match &page.starting_after {
+        None => 0,
+        Some(cursor) => match held.iter().position(|k| permission_id(k) == *cursor) {
+            Some(index) => index + 1,
+            None => return errors(StatusCode::BAD_REQUEST, "INVALID_CURSOR", "starting_after"),
+        },
+    };
+    let items: Vec<Value> = held
+        .iter()
+        .skip(start)
+        .take(size)
+        .map(|key| json!({"id": permission_id(key), "name": title(key), "key": key}))
+        .collect();
+    let has_more = start + items.len() < held.len();
+    let last = items
+        .last()
+        .and_then(|i| i["id"].as_str())
+        .map(str::to_owned);
+    Json(json!({
+        "data": {"org_code": org, "permissions": items},
+        "metadata": {"has_more": has_more, "next_page_starting_after": last},
+    }))
+    .into_response()
+}

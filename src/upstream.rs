@@ -1,0 +1,250 @@
+//! Talking to an upstream over HTTP, the one way every fetch in the crate does it: our own
+//! reqwest client (timeouts, no redirects), a size-capped body, a JSON content-type check, and
+//! `Retry-After` / `RateLimit-Reset` read into a sane delay.
+
+use std::time::Duration;
+
+use http::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use serde::de::DeserializeOwned;
+
+use crate::error::ConfigError;
+
+/// Longest upstream-suggested delay passed on; a larger value is treated as nonsense.
+const MAX_RETRY: Duration = Duration::from_secs(3600);
+
+/// `url` parsed, if it is `https://`, or `http://` to a loopback host (tests, local fakes).
+pub(crate) fn check_url(setting: &'static str, url: &str) -> Result<url::Url, ConfigError> {
+    let parsed = url::Url::parse(url).map_err(|e| ConfigError::invalid(setting, e.to_string()))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(parsed),
+        "http" if loopback => Ok(parsed),
+        "http" => Err(ConfigError::invalid(
+            setting,
+            "plain http is only allowed for loopback hosts; use https",
+        )),
+        _ => Err(ConfigError::invalid(setting, "must be an https:// URL")),
+    }
+}
+
+/// A client that never follows redirects and gives up after `timeout`.
+pub(crate) fn client(
+    connect_timeout: Duration,
+    timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("claimcheck/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Why an upstream answer was not usable. `retry_after` is set when the upstream said when to
+/// come back (429/503 with `RateLimit-Reset` or `Retry-After`).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) reason: String,
+    pub(crate) status: Option<u16>,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl Failure {
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            status: None,
+            retry_after: None,
+        }
+    }
+}
+
+/// Sends `request` and reads a JSON body of at most `max_bytes` into `T`.
+///
+/// Anything else is a [`Failure`]: a connect error or timeout, a redirect, a non-2xx status, a
+/// content type that is not JSON, a body over the cap, or JSON of the wrong shape.
+pub(crate) async fn json<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    max_bytes: usize,
+) -> Result<T, Failure> {
+    let response = request
+        .header(http::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| Failure::new(send_error(&e)))?;
+    let status = response.status();
+    if !status.is_success() {
+        let kind = if status.is_redirection() {
+            "redirect refused"
+        } else {
+            "status"
+        };
+        return Err(Failure {
+            reason: format!("{kind} {}", status.as_u16()),
+            status: Some(status.as_u16()),
+            retry_after: retry_after(response.headers()),
+        });
+    }
+    if !is_json(response.headers()) {
+        return Err(Failure::new("content type is not JSON"));
+    }
+    let body = read_capped(response, max_bytes)
+        .await
+        .map_err(Failure::new)?;
+    serde_json::from_slice(&body).map_err(|_| Failure::new("malformed JSON body"))
+}
+
+fn send_error(error: &reqwest::Error) -> String {
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connect failed"
+    } else {
+        "request failed"
+    };
+    format!("{what}: {}", error_chain(error))
+}
+
+/// The error and its sources, without the URL (which may carry user ids).
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut text = String::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if text.is_empty() {
+        text.push_str("no detail");
+    }
+    text
+}
+
+/// Reads the body, failing as soon as it exceeds `max_bytes`.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    max_bytes: usize,
+) -> Result<Vec<u8>, String> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > max_bytes as u64)
+    {
+        return Err("body over the size cap".into());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("body failed: {}", e.without_url()))?
+    {
+        if body.len() + chunk.len() > max_bytes {
+            return Err("body over the size cap".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `application/json`, `application/problem+json` and the like, with any parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
+}
+
+/// The delay an upstream asked for: `RateLimit-Reset` (Kinde's) or `Retry-After`, in whole
+/// seconds. Dates, garbage and values over an hour are ignored.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    ["ratelimit-reset", RETRY_AFTER.as_str()]
+        .iter()
+        .filter_map(|name| {
+            headers
+                .get(*name)?
+                .to_str()
+                .ok()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|secs| Duration::from_secs(secs.max(1)))
+        .find(|delay| *delay <= MAX_RETRY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn url_rules() {
+        assert!(check_url("x", "https://a.kinde.com").is_ok());
+        assert!(check_url("x", "http://127.0.0.1:8080").is_ok());
+        assert!(check_url("x", "http://localhost:1").is_ok());
+        assert!(check_url("x", "http://[::1]:1").is_ok());
+        assert!(check_url("x", "http://a.kinde.com").is_err());
+        assert!(check_url("x", "ftp://a.kinde.com").is_err());
+        assert!(check_url("x", "a.kinde.com").is_err());
+    }
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/problem+json",
+        ] {
+            assert!(is_json(&headers(&[("content-type", ok)])), "{ok}");
+        }
+        for bad in ["text/html", "application/jsonp", "json", "text/json", ""] {
+            assert!(!is_json(&headers(&[("content-type", bad)])), "{bad}");
+        }
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn retry_after_prefers_rate_limit_reset_and_ignores_nonsense() {
+        let secs = |pairs: &[(&'static str, &'static str)]| retry_after(&headers(pairs));
+        assert_eq!(
+            secs(&[("ratelimit-reset", "7")]),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(secs(&[("retry-after", "3")]), Some(Duration::from_secs(3)));
+        assert_eq!(
+            secs(&[("retry-after", "3"), ("ratelimit-reset", "9")]),
+            Some(Duration::from_secs(9))
+        );
+        assert_eq!(secs(&[("retry-after", "0")]), Some(Duration::from_secs(1)));
+        assert_eq!(
+            secs(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]),
+            None
+        );
+        assert_eq!(secs(&[("retry-after", "-4")]), None);
+        assert_eq!(secs(&[("retry-after", "99999999")]), None);
+        assert_eq!(
+            secs(&[("ratelimit-reset", "junk"), ("retry-after", "2")]),
+            Some(Duration::from_secs(2))
+        );
+    }
+}
