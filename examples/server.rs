@@ -10,24 +10,30 @@
 //! | --- | --- |
 //! | `KINDE_ISSUER_URL` (or `KINDE_DOMAIN`), `KINDE_AUDIENCE` | required |
 //! | `KINDE_JWKS_URL` | `{issuer}/.well-known/jwks.json` |
+//! | `KINDE_MANAGEMENT_CLIENT_ID`, `KINDE_MANAGEMENT_CLIENT_SECRET` | unset: strict routes use the Account API |
+//! | `CLAIMCHECK_STRICT_TTL_MS` | `5000` (how long a live answer is reused) |
 //! | `CLAIMCHECK_BIND` | `127.0.0.1:3000` |
 //! | `RUST_LOG` | `info` |
 //!
 //! Routes: `GET /health` (public), `GET /me` (any valid token), `GET /reports` (token-trusted,
-//! needs `read:reports`). When ready it prints `listening on http://HOST:PORT` to stdout.
+//! needs `read:reports`), `POST /payments` (strict, needs `create:payments` according to Kinde's
+//! live permissions: the Management API when its credentials are set, else the Account API with
+//! the caller's token). When ready it prints `listening on http://HOST:PORT` to stdout.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use axum::handler::Handler;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use claimcheck::kinde::KindeConfig;
-use claimcheck::{Auth, Claims, Permission};
+use claimcheck::{Auth, Claims, ConfigError, Permission};
 use serde_json::{Value, json};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
 const READ_REPORTS: Permission = Permission::from_static("read:reports");
+const CREATE_PAYMENTS: Permission = Permission::from_static("create:payments");
 
 async fn me(claims: Claims) -> Json<Value> {
     Json(json!({
@@ -41,6 +47,10 @@ async fn reports() -> Json<Value> {
     Json(json!({"reports": ["q1", "q2"]}))
 }
 
+async fn pay(claims: Claims) -> Json<Value> {
+    Json(json!({"paid": true, "by": claims.subject()}))
+}
+
 fn app(auth: &Auth) -> Router {
     Router::new()
         .route("/me", get(me))
@@ -48,6 +58,7 @@ fn app(auth: &Auth) -> Router {
             "/reports",
             get(reports.layer(auth.token_trusted(READ_REPORTS))),
         )
+        .route("/payments", post(pay.layer(auth.strict(CREATE_PAYMENTS))))
         .layer(auth.layer())
         .merge(Router::new().route("/health", get(|| async { "ok" })))
         // Traces never show the Authorization header.
@@ -55,6 +66,33 @@ fn app(auth: &Auth) -> Router {
         .layer(SetSensitiveRequestHeadersLayer::new([
             http::header::AUTHORIZATION,
         ]))
+}
+
+/// The verifier and the live check, from the environment.
+async fn setup() -> Result<Auth, ConfigError> {
+    let config = KindeConfig::from_env()?;
+    let ttl_ms = match std::env::var("CLAIMCHECK_STRICT_TTL_MS") {
+        Ok(value) => value
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| ConfigError::Invalid {
+                setting: "CLAIMCHECK_STRICT_TTL_MS",
+                reason: "must be a whole number of milliseconds".into(),
+            })?,
+        Err(_) => 5000,
+    };
+    let live = config
+        .live_check()?
+        .time_to_live(Duration::from_millis(ttl_ms))
+        .build();
+    let verifier = config.verifier().build()?;
+    verifier.warm_up().await;
+    let source = match config.management_client_id() {
+        Some(_) => "Management API",
+        None => "Account API",
+    };
+    tracing::info!(source, ttl_ms, "strict routes use live permissions");
+    Ok(Auth::new(verifier, live))
 }
 
 #[tokio::main]
@@ -65,14 +103,7 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = match KindeConfig::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("configuration error: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let auth = match Auth::kinde(&config).await {
+    let auth = match setup().await {
         Ok(auth) => auth,
         Err(error) => {
             eprintln!("configuration error: {error}");

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use claimcheck::testing::FakeKinde;
+use claimcheck::testing::{DEFAULT_ORG, Endpoint, FakeKinde};
 
 fn example_binary(name: &str) -> PathBuf {
     // tests run from target/<profile>/deps/; examples live in target/<profile>/examples/.
@@ -26,23 +26,23 @@ impl Drop for Killed {
     }
 }
 
-#[tokio::test]
-async fn the_server_example_serves_health_me_and_reports() {
-    let kinde = FakeKinde::start().await;
+/// Starts the example against `kinde` with `env` added; returns the process and its base URL.
+async fn start_server(kinde: &FakeKinde, env: &[(&str, &str)]) -> (Killed, String) {
     let binary = example_binary("server");
     assert!(binary.exists(), "{} not built", binary.display());
-    let mut child = Killed(
-        Command::new(binary)
-            .env_clear()
-            .env("KINDE_ISSUER_URL", kinde.issuer())
-            .env("KINDE_AUDIENCE", kinde.audience())
-            .env("CLAIMCHECK_BIND", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut command = Command::new(binary);
+    command
+        .env_clear()
+        .env("KINDE_ISSUER_URL", kinde.issuer())
+        .env("KINDE_AUDIENCE", kinde.audience())
+        .env("CLAIMCHECK_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = Killed(command.spawn().unwrap());
     let stdout = child.0.stdout.take().unwrap();
     let line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
@@ -57,6 +57,13 @@ async fn the_server_example_serves_health_me_and_reports() {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_owned();
     assert!(base.starts_with("http://127.0.0.1:"));
+    (child, base)
+}
+
+#[tokio::test]
+async fn the_server_example_serves_health_me_and_reports() {
+    let kinde = FakeKinde::start().await;
+    let (child, base) = start_server(&kinde, &[]).await;
 
     let client = reqwest::Client::new();
     let get = |path: &str, token: Option<String>| {
@@ -89,6 +96,43 @@ async fn the_server_example_serves_health_me_and_reports() {
     drop(child);
 }
 
+#[tokio::test]
+async fn payments_are_strict_through_either_kinde_api() {
+    let kinde = FakeKinde::start().await;
+    let (id, secret) = kinde.register_management_client();
+    let management = [
+        ("KINDE_MANAGEMENT_CLIENT_ID", id.as_str()),
+        ("KINDE_MANAGEMENT_CLIENT_SECRET", secret.as_str()),
+    ];
+    let account: [(&str, &str); 0] = [];
+    kinde.grant(DEFAULT_ORG, "kp_payer", "create:payments");
+    let payer = kinde.user_token("kp_payer").sign();
+    // Holds the permission in its token only: revoked at Kinde, or never granted.
+    let stale = kinde
+        .user_token("kp_stale")
+        .permissions(["create:payments"])
+        .sign();
+    let client = reqwest::Client::new();
+    for (env, endpoint) in [
+        (&management[..], Endpoint::ManagementPermissions),
+        (&account[..], Endpoint::AccountPermissions),
+    ] {
+        kinde.reset_calls();
+        let (child, base) = start_server(&kinde, env).await;
+        let pay = |token: &str| {
+            client
+                .post(format!("{base}/payments"))
+                .bearer_auth(token)
+                .send()
+        };
+        let paid = pay(&payer).await.unwrap();
+        assert_eq!(paid.status(), 200, "{endpoint:?}");
+        assert_eq!(pay(&stale).await.unwrap().status(), 403, "{endpoint:?}");
+        assert_eq!(kinde.calls(endpoint), 2, "{endpoint:?}");
+        drop(child);
+    }
+}
+
 #[test]
 fn the_server_example_refuses_to_start_without_configuration() {
     let output = Command::new(example_binary("server"))
@@ -98,4 +142,18 @@ fn the_server_example_refuses_to_start_without_configuration() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("KINDE_ISSUER_URL"), "{stderr}");
+}
+
+#[test]
+fn the_server_example_refuses_a_bad_strict_ttl() {
+    let output = Command::new(example_binary("server"))
+        .env_clear()
+        .env("KINDE_ISSUER_URL", "https://example.kinde.com")
+        .env("KINDE_AUDIENCE", "api")
+        .env("CLAIMCHECK_STRICT_TTL_MS", "5s")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CLAIMCHECK_STRICT_TTL_MS"), "{stderr}");
 }

@@ -370,3 +370,166 @@ impl fmt::Debug for LiveCheckBuilder {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::claims::{AccessToken, Claims, Repr};
+    use crate::live::SourceFuture;
+
+    fn query(sub: &str, org: &str) -> PermissionQuery {
+        let json =
+            format!(r#"{{"iss":"https://i","exp":9999999999,"sub":"{sub}","org_code":"{org}"}}"#);
+        let repr: Repr = serde_json::from_str(&json).unwrap();
+        let claims = Claims::from_parts(repr, json.into(), AccessToken::new(Arc::from("t")));
+        PermissionQuery::from_claims(&claims).unwrap()
+    }
+
+    /// Answers `{"v<n>"}` on its n-th call; the first call waits for `release` when gated;
+    /// calls listed in `fail` error; call number `panic_on` panics.
+    #[derive(Default)]
+    struct Scripted {
+        calls: AtomicUsize,
+        gate: Option<Arc<Notify>>,
+        fail: Vec<usize>,
+        panic_on: Option<usize>,
+    }
+
+    impl PermissionSource for Arc<Scripted> {
+        fn permissions<'a>(&'a self, _: &'a PermissionQuery) -> SourceFuture<'a> {
+            Box::pin(async move {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                if let (1, Some(gate)) = (n, &self.gate) {
+                    gate.notified().await;
+                }
+                assert_ne!(self.panic_on, Some(n), "scripted panic");
+                if self.fail.contains(&n) {
+                    return Err(SourceError::unavailable("scripted failure"));
+                }
+                Ok([format!("v{n}")].into_iter().collect())
+            })
+        }
+    }
+
+    fn check(source: &Arc<Scripted>, ttl: Duration) -> LiveCheck {
+        LiveCheck::builder(source.clone())
+            .time_to_live(ttl)
+            .deadline(Duration::from_secs(1))
+            .build()
+    }
+
+    #[tokio::test]
+    async fn a_fill_invalidated_in_flight_is_not_served_or_cached() {
+        let gate = Arc::new(Notify::new());
+        let source = Arc::new(Scripted {
+            gate: Some(gate.clone()),
+            ..Default::default()
+        });
+        let live = check(&source, Duration::from_secs(60));
+        let q = query("kp_1", "org_1");
+        let waiting = tokio::spawn({
+            let (live, q) = (live.clone(), q.clone());
+            async move { live.lookup(&q).await }
+        });
+        while source.calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        live.invalidate_user("kp_1");
+        gate.notify_one();
+        let lookup = waiting.await.unwrap().unwrap();
+        assert!(lookup.permissions.contains("v2"), "{lookup:?}");
+        assert_eq!(source.calls.load(Ordering::SeqCst), 2);
+        let cached = live.cached(&q).unwrap();
+        assert!(cached.permissions.contains("v2"));
+    }
+
+    #[tokio::test]
+    async fn invalidation_is_scoped() {
+        let source = Arc::new(Scripted::default());
+        let live = check(&source, Duration::from_secs(60));
+        let (a, b, c) = (
+            query("kp_a", "org_1"),
+            query("kp_b", "org_1"),
+            query("kp_c", "org_2"),
+        );
+        for q in [&a, &b, &c] {
+            live.lookup(q).await.unwrap();
+        }
+        live.invalidate_user("kp_a");
+        assert!(live.cached(&a).is_none());
+        assert!(live.cached(&b).is_some() && live.cached(&c).is_some());
+        live.invalidate_org("org_1");
+        assert!(live.cached(&b).is_none());
+        assert!(live.cached(&c).is_some());
+        live.invalidate_all();
+        assert!(live.cached(&c).is_none());
+    }
+
+    #[tokio::test]
+    async fn errors_are_never_cached() {
+        let source = Arc::new(Scripted {
+            fail: vec![1],
+            ..Default::default()
+        });
+        let live = check(&source, Duration::from_secs(60));
+        let q = query("kp_1", "org_1");
+        assert!(live.lookup(&q).await.is_err());
+        assert!(live.cached(&q).is_none());
+        let lookup = live.lookup(&q).await.unwrap();
+        assert_eq!(lookup.source, Source::Live);
+        assert_eq!(live.lookup(&q).await.unwrap().source, Source::LiveCache);
+        assert_eq!(source.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire_after_the_ttl() {
+        let source = Arc::new(Scripted::default());
+        let live = check(&source, Duration::from_millis(500));
+        let q = query("kp_1", "org_1");
+        live.lookup(&q).await.unwrap();
+        tokio::time::advance(Duration::from_millis(499)).await;
+        assert!(live.cached(&q).is_some());
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert!(live.cached(&q).is_none());
+        assert!(live.lookup(&q).await.unwrap().permissions.contains("v2"));
+    }
+
+    #[tokio::test]
+    async fn a_zero_ttl_disables_the_cache() {
+        let source = Arc::new(Scripted::default());
+        let live = check(&source, Duration::ZERO);
+        let q = query("kp_1", "org_1");
+        live.lookup(&q).await.unwrap();
+        live.lookup(&q).await.unwrap();
+        assert_eq!(source.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_source_is_an_error_not_a_hang() {
+        let source = Arc::new(Scripted {
+            panic_on: Some(1),
+            ..Default::default()
+        });
+        let live = check(&source, Duration::from_secs(60));
+        let q = query("kp_1", "org_1");
+        let error = live.lookup(&q).await.unwrap_err();
+        assert_eq!(error.reason(), "fetch aborted");
+        assert!(live.lookup(&q).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_caller_gives_up_at_its_deadline() {
+        let gate = Arc::new(Notify::new());
+        let source = Arc::new(Scripted {
+            gate: Some(gate),
+            ..Default::default()
+        });
+        let live = check(&source, Duration::from_secs(60));
+        let error = live.lookup(&query("kp_1", "org_1")).await.unwrap_err();
+        assert_eq!(error.reason(), "deadline passed");
+    }
+}

@@ -1,0 +1,211 @@
+//! Strict routes when Kinde misbehaves or is hammered: fail closed (503 + Retry-After, handler
+//! never runs, nothing cached), coalesce concurrent misses, survive cancelled callers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use claimcheck::testing::{DEFAULT_ORG, Endpoint, Fault};
+use common::{Via, start_via};
+use tower::ServiceExt;
+
+const TTL: Duration = Duration::from_millis(300);
+/// `live_for` sets an 800 ms deadline; a 503 must come well within deadline + slack.
+const DEADLINE: Duration = Duration::from_millis(800);
+
+fn status(code: u16) -> Fault {
+    Fault::Status(code, Vec::new())
+}
+
+fn status_with(code: u16, name: &str, value: &str) -> Fault {
+    Fault::Status(code, vec![(name.to_owned(), value.to_owned())])
+}
+
+/// Every fault the issue lists, with the `Retry-After` it must produce when the upstream says.
+fn faults(h: &common::Harness) -> Vec<(&'static str, Fault, Option<&'static str>)> {
+    vec![
+        ("connection dropped", Fault::Down, None),
+        (
+            "slower than the deadline",
+            Fault::Slow(Duration::from_secs(3)),
+            None,
+        ),
+        ("500", status(500), None),
+        ("502", status(502), None),
+        (
+            "503 with Retry-After",
+            status_with(503, "retry-after", "3"),
+            Some("3"),
+        ),
+        (
+            "429 with RateLimit-Reset",
+            status_with(429, "ratelimit-reset", "7"),
+            Some("7"),
+        ),
+        (
+            "429 with an absurd reset",
+            status_with(429, "ratelimit-reset", "99999999"),
+            None,
+        ),
+        (
+            "redirect",
+            Fault::Redirect(format!("{}/elsewhere", h.kinde.issuer())),
+            None,
+        ),
+        (
+            "wrong content type",
+            status_with(200, "content-type", "text/html"),
+            None,
+        ),
+        ("garbage JSON", Fault::Garbage, None),
+        ("oversized JSON", Fault::Huge(2 * 1024 * 1024), None),
+        ("401 for our credential", status(401), None),
+        ("403 for our credential", status(403), None),
+        ("404", status(404), None),
+    ]
+}
+
+#[tokio::test]
+async fn every_upstream_fault_fails_closed_and_recovers() {
+    for via in Via::BOTH {
+        let h = start_via(via, TTL).await;
+        h.kinde.grant(DEFAULT_ORG, "kp_1", "create:payments");
+        let token = h.kinde.user_token("kp_1").sign();
+        for (name, fault, retry_after) in faults(&h) {
+            h.live.invalidate_all();
+            h.kinde.set_fault(via.endpoint(), fault);
+            let started = Instant::now();
+            let answer = h.post("/payments", &token).await;
+            let took = started.elapsed();
+            assert_eq!(answer.status, 503, "{via:?} {name}: {}", answer.body);
+            assert!(
+                took < DEADLINE + Duration::from_millis(700),
+                "{via:?} {name}: {took:?}"
+            );
+            let expected = retry_after.unwrap_or("5");
+            assert_eq!(
+                answer.retry_after.as_deref(),
+                Some(expected),
+                "{via:?} {name}"
+            );
+            assert_eq!(
+                answer.content_type.as_deref(),
+                Some("application/problem+json")
+            );
+            assert_eq!(answer.decision.as_deref(), Some("unavailable"), "{name}");
+            assert_eq!(h.runs(), 0, "{via:?} {name}: the handler must not run");
+
+            // Nothing was cached: once Kinde recovers the very next request succeeds.
+            h.kinde.clear_fault(via.endpoint());
+            let retried = h.post("/payments", &token).await;
+            assert_eq!(retried.status, 200, "{via:?} {name}: {}", retried.body);
+            assert_eq!(h.runs(), 1, "{via:?} {name}");
+            h.runs.store(0, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_token_endpoint_outage_fails_closed_for_the_management_api() {
+    let h = start_via(Via::Management, TTL).await;
+    h.kinde.grant(DEFAULT_ORG, "kp_1", "create:payments");
+    let token = h.kinde.user_token("kp_1").sign();
+    for fault in [Fault::Down, status(500), status_with(400, "x", "y")] {
+        h.kinde.set_fault(Endpoint::Token, fault);
+        let answer = h.post("/payments", &token).await;
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        assert_eq!(h.kinde.calls(Endpoint::ManagementPermissions), 0);
+    }
+    h.kinde.clear_fault(Endpoint::Token);
+    assert_eq!(h.post("/payments", &token).await.status, 200);
+    assert_eq!(h.runs(), 1);
+}
+
+#[tokio::test]
+async fn the_machine_token_is_reused_and_replaced_after_a_401() {
+    let h = start_via(Via::Management, Duration::ZERO).await;
+    h.kinde.grant(DEFAULT_ORG, "kp_1", "create:payments");
+    let token = h.kinde.user_token("kp_1").sign();
+    for _ in 0..5 {
+        assert_eq!(h.post("/payments", &token).await.status, 200);
+    }
+    assert_eq!(h.kinde.calls(Endpoint::ManagementPermissions), 5);
+    assert_eq!(
+        h.kinde.calls(Endpoint::Token),
+        1,
+        "one billed token request"
+    );
+
+    h.kinde.revoke_management_tokens();
+    assert_eq!(h.post("/payments", &token).await.status, 503);
+    assert_eq!(h.post("/payments", &token).await.status, 200);
+    assert_eq!(h.kinde.calls(Endpoint::Token), 2);
+}
+
+#[tokio::test]
+async fn concurrent_cold_requests_make_one_upstream_call() {
+    for via in Via::BOTH {
+        let h = start_via(via, Duration::from_secs(60)).await;
+        h.kinde.grant(DEFAULT_ORG, "kp_1", "create:payments");
+        // Each request has its own token, as from many tabs of one user.
+        let tokens: Vec<String> = (0..200)
+            .map(|_| h.kinde.user_token("kp_1").sign())
+            .collect();
+        // Keep the first call in flight long enough for all 200 to arrive.
+        h.kinde
+            .set_fault(via.endpoint(), Fault::Slow(Duration::from_millis(300)));
+        let answers =
+            futures_util::future::join_all(tokens.iter().map(|t| h.post("/payments", t))).await;
+        let mut sources = std::collections::BTreeMap::<String, usize>::new();
+        for answer in &answers {
+            assert_eq!(answer.status, 200, "{via:?}: {}", answer.body);
+            *sources
+                .entry(answer.source.clone().unwrap_or_default())
+                .or_default() += 1;
+        }
+        assert_eq!(h.kinde.calls(via.endpoint()), 1, "{via:?}: {sources:?}");
+        assert_eq!(sources.get("live"), Some(&1), "{via:?}: {sources:?}");
+        assert!(
+            sources.get("coalesced").is_some_and(|n| *n > 100),
+            "{sources:?}"
+        );
+        if via == Via::Management {
+            assert_eq!(h.kinde.calls(Endpoint::Token), 1);
+        }
+        assert_eq!(h.runs(), 200);
+    }
+}
+
+#[tokio::test]
+async fn a_request_cancelled_mid_fetch_does_not_stall_the_others() {
+    let h = start_via(Via::Management, Duration::from_secs(60)).await;
+    h.kinde.grant(DEFAULT_ORG, "kp_1", "create:payments");
+    h.kinde.set_fault(
+        Endpoint::ManagementPermissions,
+        Fault::Slow(Duration::from_millis(300)),
+    );
+    let token = h.kinde.user_token("kp_1").sign();
+    let app = common::app(
+        &claimcheck::Auth::new(h.verifier.clone(), h.live.clone()),
+        h.runs.clone(),
+    );
+    let request = http::Request::post("/payments")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    // The first caller starts the upstream call, then goes away.
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), app.oneshot(request)).await;
+    assert!(
+        cancelled.is_err(),
+        "the first request must still be waiting"
+    );
+
+    let started = Instant::now();
+    let answer = h.post("/payments", &token).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.source.as_deref(), Some("coalesced"));
+    assert!(started.elapsed() < Duration::from_millis(600));
+    assert_eq!(h.kinde.calls(Endpoint::ManagementPermissions), 1);
+    assert_eq!(h.runs(), 1, "the cancelled request's handler never ran");
+}
