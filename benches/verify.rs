@@ -1,15 +1,19 @@
-//! Token verification costs, as ratios within one run: the bare router is the floor, a raw
-//! `jsonwebtoken::decode` RS256 the crypto limit.
+//! Authorization costs, as ratios within one run: the bare router is the floor, a raw
+//! `jsonwebtoken::decode` RS256 the crypto limit, the token-trusted route the baseline of a
+//! strict route's cache hit. The setup also checks that 1000 concurrent cold strict requests of
+//! one user make exactly one upstream call.
 #![allow(missing_docs)] // criterion's macros generate undocumented public functions
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::handler::Handler;
-use axum::routing::get;
-use claimcheck::live::{KindeAccountApi, LiveCheck};
+use axum::routing::{get, post};
+use claimcheck::live::{KindeManagementApi, LiveCheck};
 use claimcheck::testing::FakeKinde;
+use claimcheck::testing::{DEFAULT_ORG, Endpoint};
 use claimcheck::{Auth, Permission, Verifier};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
@@ -17,6 +21,7 @@ use jsonwebtoken::{DecodingKey, Validation};
 use tower::ServiceExt;
 
 const READ_REPORTS: Permission = Permission::from_static("read:reports");
+const CREATE_PAYMENTS: Permission = Permission::from_static("create:payments");
 
 fn request(token: Option<&str>) -> Request<Body> {
     let mut req = Request::get("/reports");
@@ -24,6 +29,13 @@ fn request(token: Option<&str>) -> Request<Body> {
         req = req.header("authorization", format!("Bearer {token}"));
     }
     req.body(Body::empty()).unwrap()
+}
+
+fn payment(token: &str) -> Request<Body> {
+    Request::post("/payments")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap()
 }
 
 fn benches(c: &mut Criterion) {
@@ -37,14 +49,23 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     assert!(rt.block_on(verifier.warm_up()));
-    let live = LiveCheck::builder(KindeAccountApi::new(kinde.issuer()).unwrap()).build();
+    let (id, secret) = kinde.register_management_client();
+    let source = KindeManagementApi::new(kinde.issuer(), id, secret).unwrap();
+    let live = LiveCheck::builder(source)
+        .time_to_live(Duration::from_secs(3600))
+        .build();
     let auth = Auth::new(verifier, live.clone());
+    kinde.grant(DEFAULT_ORG, "kp_1", "create:payments");
     let handler = || async { "q1, q2" };
     let bare: Router = Router::new().route("/reports", get(handler));
     let protected: Router = Router::new()
         .route(
             "/reports",
             get(handler.layer(auth.token_trusted(READ_REPORTS))),
+        )
+        .route(
+            "/payments",
+            post(handler.layer(auth.strict(CREATE_PAYMENTS))),
         )
         .layer(auth.layer());
     let token = kinde
@@ -77,6 +98,28 @@ fn benches(c: &mut Criterion) {
                 .oneshot(request(Some(&token)))
                 .await
                 .unwrap();
+            assert_eq!(res.status(), 200);
+        })
+    });
+
+    // 1000 concurrent cold requests of one user (each with its own token): one upstream call.
+    let tokens: Vec<String> = (0..1000).map(|_| kinde.user_token("kp_1").sign()).collect();
+    rt.block_on(async {
+        let burst = tokens.iter().map(|t| protected.clone().oneshot(payment(t)));
+        for res in futures_util::future::join_all(burst).await {
+            assert_eq!(res.unwrap().status(), 200);
+        }
+    });
+    let upstream = kinde.calls(Endpoint::ManagementPermissions);
+    assert_eq!(
+        upstream, 1,
+        "1000 cold strict requests made {upstream} upstream calls"
+    );
+    println!("strict, 1000 concurrent cold requests of one user: {upstream} upstream call");
+
+    c.bench_function("strict_cache_hit", |b| {
+        b.to_async(&rt).iter(|| async {
+            let res = protected.clone().oneshot(payment(&token)).await.unwrap();
             assert_eq!(res.status(), 200);
         })
     });

@@ -6,7 +6,7 @@
 //! | `KINDE_DOMAIN` | fallback for the issuer; `https://` is added when it has no scheme |
 //! | `KINDE_AUDIENCE` | the API audience(s) tokens must carry, space-separated (required) |
 //! | `KINDE_JWKS_URL` | default `{issuer}/.well-known/jwks.json` |
-//! | `KINDE_MANAGEMENT_CLIENT_ID`, `KINDE_MANAGEMENT_CLIENT_SECRET` | M2M credentials for the Management API (both or neither) |
+//! | `KINDE_MANAGEMENT_CLIENT_ID`, `KINDE_MANAGEMENT_CLIENT_SECRET` | M2M credentials for the Management API (both or neither); strict routes use it when set, the Account API otherwise |
 //!
 //! ```
 //! use claimcheck::kinde::KindeConfig;

@@ -5,13 +5,15 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`authn`] | [`JwtAuthLayer`]: verifies the bearer token, inserts [`Claims`] |
-//! | [`authz`] | per-route [`authz::RequirePermissionLayer`] |
+//! | [`authz`] | per-route [`authz::RequirePermissionLayer`], token-trusted or strict |
+//! | [`live`] | [`live::LiveCheck`] (short-TTL, coalescing cache) and the [`live::PermissionSource`]s: Kinde's Management and Account APIs |
+//! | [`decision`] | [`decision::Decision`]: what a route decided, from which data, how old |
 //! | [`jwt`] | [`Verifier`], its [`jwt::KeyStore`] and the verified-token cache |
 //! | [`claims`] | [`Claims`] with Kinde's shapes, and its axum extractor |
 //! | [`permission`] | [`Permission`], [`PermissionSet`] |
 //! | [`bearer`] | `Authorization: Bearer` parsing |
 //! | [`error`] | [`AuthError`] and the RFC 6750 / RFC 9457 answers; [`ConfigError`] |
-//! | [`kinde`] | [`kinde::KindeConfig::from_env`] |
+//! | [`kinde`] | [`kinde::KindeConfig::from_env`], and the live source it implies |
 //! | `testing` | `FakeKinde` (feature `test-util`) |
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
