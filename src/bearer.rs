@@ -33,30 +33,54 @@ pub(crate) fn extract(headers: &HeaderMap, max_token_bytes: usize) -> Result<&st
     if values.next().is_some() {
         return Err(AuthErrorKind::InvalidRequest.into());
     }
-    let value = value
-        .to_str()
-        .map_err(|_| AuthError::new(AuthErrorKind::InvalidRequest))?;
-    parse(value, max_token_bytes)
+    parse(value.as_bytes(), max_token_bytes)
 }
 
 /// Parses one `Authorization` header value.
-pub(crate) fn parse(value: &str, max_token_bytes: usize) -> Result<&str, AuthError> {
-    let value = value.trim_matches([' ', '\t']);
-    let (scheme, rest) = match value.split_once([' ', '\t']) {
-        Some((scheme, rest)) => (scheme, rest.trim_start_matches([' ', '\t'])),
-        None => (value, ""),
+///
+/// Works on bytes and looks at each byte of the token once, without an early exit, so the
+/// check stays cheap for the ~1 KB tokens Kinde issues: this runs on every request.
+pub(crate) fn parse(value: &[u8], max_token_bytes: usize) -> Result<&str, AuthError> {
+    let value = trim_blanks(value);
+    let (scheme, rest) = match value.iter().position(|b| is_blank(*b)) {
+        Some(end) => (&value[..end], trim_blanks(&value[end..])),
+        None => (value, &[][..]),
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         // Another scheme is no bearer credential at all (RFC 6750 §3.1: no error code).
         return Err(AuthErrorKind::MissingCredentials.into());
     }
-    if rest.is_empty() || rest.contains([' ', '\t']) {
+    // Spaces, tabs, control characters and anything beyond ASCII: not a token68.
+    let malformed = rest
+        .iter()
+        .fold(false, |bad, &b| bad | (b <= b' ') | (b >= 0x7f));
+    if rest.is_empty() || malformed {
         return Err(AuthErrorKind::InvalidRequest.into());
     }
     if rest.len() > max_token_bytes {
         return Err(AuthErrorKind::InvalidToken.into());
     }
-    Ok(rest)
+    std::str::from_utf8(rest).map_err(|_| AuthErrorKind::InvalidRequest.into())
+}
+
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn trim_blanks(mut bytes: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = bytes {
+        if !is_blank(*first) {
+            break;
+        }
+        bytes = rest;
+    }
+    while let [rest @ .., last] = bytes {
+        if !is_blank(*last) {
+            break;
+        }
+        bytes = rest;
+    }
+    bytes
 }
 
 /// The base64url alphabet plus the JWS segment separator.
@@ -156,10 +180,10 @@ mod tests {
     #[test]
     fn size_cap_is_enforced_exactly() {
         let at_cap = format!("Bearer {}", "a".repeat(MAX));
-        assert_eq!(parse(&at_cap, MAX).map(str::len), Ok(MAX));
+        assert_eq!(parse(at_cap.as_bytes(), MAX).map(str::len), Ok(MAX));
         let over = format!("Bearer {}", "a".repeat(MAX + 1));
         assert_eq!(
-            parse(&over, MAX).map_err(|e| e.kind()),
+            parse(over.as_bytes(), MAX).map_err(|e| e.kind()),
             Err(AuthErrorKind::InvalidToken)
         );
     }
