@@ -14,7 +14,7 @@ use moka::sync::Cache;
 use crate::claims::Claims;
 
 pub(crate) struct TokenCache {
-    cache: Cache<Arc<str>, Claims>,
+    cache: Cache<Arc<str>, Claims, foldhash::fast::RandomState>,
     leeway: u64,
 }
 
@@ -47,7 +47,7 @@ impl TokenCache {
         let cache = Cache::builder()
             .max_capacity(capacity)
             .expire_after(UntilExpiry { leeway, max_ttl })
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self { cache, leeway }
     }
 
