@@ -194,6 +194,7 @@ pub struct Answer {
     pub content_type: Option<String>,
     pub decision: Option<String>,
     pub source: Option<String>,
+    pub age_ms: Option<u64>,
     pub body: String,
 }
 
@@ -251,6 +252,7 @@ impl Harness {
             content_type: header("content-type"),
             decision: header("x-decision"),
             source: header("x-decision-source"),
+            age_ms: header("x-decision-age-ms").and_then(|v| v.parse().ok()),
             body: res.text().await.unwrap(),
         }
     }

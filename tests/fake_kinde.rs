@@ -1,0 +1,158 @@
+//! The fake Kinde's live APIs speak Kinde's wire formats: the shapes `kinde-reference.md` §2-4
+//! gives, the credentials each endpoint demands, pagination, and the control API behind them.
+
+mod common;
+
+use std::time::Duration;
+
+use claimcheck::testing::{DEFAULT_ORG, FakeKinde, READ_PERMISSIONS_SCOPE};
+use common::{Via, start_via};
+use serde_json::{Value, json};
+
+/// A Management API token for `client`, straight from the fake's `/oauth2/token`.
+async fn machine_token(kinde: &FakeKinde, (id, secret): (String, String)) -> String {
+    let form = [
+        ("grant_type", "client_credentials".to_owned()),
+        ("client_id", id),
+        ("client_secret", secret),
+        ("audience", format!("{}/api", kinde.issuer())),
+    ];
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/oauth2/token", kinde.issuer()))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn management_permissions_have_kindes_shape_and_need_the_scope() {
+    let kinde = FakeKinde::start().await;
+    kinde.grant("org_a", "kp_1", "create:payments");
+    let client = reqwest::Client::new();
+    let url = format!(
+        "{}/api/v1/organizations/org_a/users/kp_1/permissions",
+        kinde.issuer()
+    );
+    let scoped = machine_token(&kinde, kinde.register_management_client()).await;
+    let body: Value = client
+        .get(&url)
+        .bearer_auth(&scoped)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["code"], "OK");
+    assert_eq!(body["message"], "Success");
+    let permission = &body["permissions"][0];
+    assert_eq!(permission["key"], "create:payments");
+    for field in ["id", "name", "description"] {
+        assert!(permission[field].is_string(), "{field}: {body}");
+    }
+    assert_eq!(permission["roles"], json!([]));
+
+    let unscoped = machine_token(&kinde, kinde.register_m2m_client(&["read:users"])).await;
+    let status = |token: Option<String>| {
+        let mut req = client.get(&url);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(Some(unscoped)).await, 403);
+    assert_eq!(status(None).await, 401);
+    let user = kinde.user_token("kp_1").sign();
+    assert_eq!(
+        status(Some(user)).await,
+        401,
+        "user tokens are not machine tokens"
+    );
+    kinde.revoke_management_tokens();
+    assert_eq!(status(Some(scoped)).await, 401);
+}
+
+#[tokio::test]
+async fn refresh_claims_answers_ok_and_is_counted() {
+    let kinde = FakeKinde::start().await;
+    let token = machine_token(&kinde, kinde.register_management_client()).await;
+    let url = format!("{}/api/v1/users/kp_1/refresh_claims", kinde.issuer());
+    let client = reqwest::Client::new();
+    let answer = client.post(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body, json!({"code": "OK", "message": "Success"}));
+    assert_eq!(kinde.claims_refreshes("kp_1"), 1);
+    assert_eq!(kinde.claims_refreshes("kp_2"), 0);
+
+    let read_only = kinde.register_m2m_client(&[READ_PERMISSIONS_SCOPE]);
+    let read_only = machine_token(&kinde, read_only).await;
+    let refused = client
+        .post(&url)
+        .bearer_auth(read_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(kinde.claims_refreshes("kp_1"), 1);
+}
+
+#[tokio::test]
+async fn grants_and_revocations_are_per_org_and_user() {
+    let kinde = FakeKinde::start().await;
+    kinde.grant("org_a", "kp_1", "b:two");
+    kinde.grant("org_a", "kp_1", "a:one");
+    kinde.grant("org_b", "kp_1", "c:three");
+    assert_eq!(kinde.permissions_of("org_a", "kp_1"), ["a:one", "b:two"]);
+    kinde.revoke("org_a", "kp_1", "a:one");
+    kinde.revoke("org_a", "kp_1", "never:granted");
+    assert_eq!(kinde.permissions_of("org_a", "kp_1"), ["b:two"]);
+    assert_eq!(kinde.permissions_of("org_b", "kp_1"), ["c:three"]);
+    assert!(kinde.permissions_of("org_a", "kp_2").is_empty());
+}
+
+#[tokio::test]
+async fn the_fake_account_api_pages_by_ten_by_default() {
+    let h = start_via(Via::Account, Duration::from_millis(300)).await;
+    for i in 0..12 {
+        h.kinde.grant(DEFAULT_ORG, "kp_1", &format!("p:{i:02}"));
+    }
+    let token = h.kinde.user_token("kp_1").sign();
+    let url = format!("{}/account_api/v1/permissions", h.kinde.issuer());
+    let page: serde_json::Value = h
+        .client
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["data"]["permissions"].as_array().unwrap().len(), 10);
+    assert_eq!(page["data"]["org_code"], DEFAULT_ORG);
+    assert_eq!(page["metadata"]["has_more"], true);
+    let cursor = page["metadata"]["next_page_starting_after"]
+        .as_str()
+        .unwrap();
+    let rest: serde_json::Value = h
+        .client
+        .get(format!("{url}?starting_after={cursor}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["data"]["permissions"].as_array().unwrap().len(), 2);
+    assert_eq!(rest["metadata"]["has_more"], false);
+    let forged = h.kinde.user_token("kp_1").forged().sign();
+    let refused = h.client.get(&url).bearer_auth(forged).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+}
