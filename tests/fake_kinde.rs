@@ -1,12 +1,7 @@
 //! The fake Kinde's live APIs speak Kinde's wire formats: the shapes `kinde-reference.md` §2-4
 //! gives, the credentials each endpoint demands, pagination, and the control API behind them.
 
-mod common;
-
-use std::time::Duration;
-
 use claimcheck::testing::{DEFAULT_ORG, FakeKinde, READ_PERMISSIONS_SCOPE};
-use common::{Via, start_via};
 use serde_json::{Value, json};
 
 /// A Management API token for `client`, straight from the fake's `/oauth2/token`.
@@ -39,15 +34,7 @@ async fn management_permissions_have_kindes_shape_and_need_the_scope() {
         kinde.issuer()
     );
     let scoped = machine_token(&kinde, kinde.register_management_client()).await;
-    let body: Value = client
-        .get(&url)
-        .bearer_auth(&scoped)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = get_json(&url, &scoped).await;
     assert_eq!(body["code"], "OK");
     assert_eq!(body["message"], "Success");
     let permission = &body["permissions"][0];
@@ -117,42 +104,52 @@ async fn grants_and_revocations_are_per_org_and_user() {
 }
 
 #[tokio::test]
-async fn the_fake_account_api_pages_by_ten_by_default() {
-    let h = start_via(Via::Account, Duration::from_millis(300)).await;
+async fn the_account_api_pages_by_ten_by_default_for_the_tokens_user() {
+    let kinde = FakeKinde::start().await;
     for i in 0..12 {
-        h.kinde.grant(DEFAULT_ORG, "kp_1", &format!("p:{i:02}"));
+        kinde.grant(DEFAULT_ORG, "kp_1", &format!("p:{i:02}"));
     }
-    let token = h.kinde.user_token("kp_1").sign();
-    let url = format!("{}/account_api/v1/permissions", h.kinde.issuer());
-    let page: serde_json::Value = h
-        .client
-        .get(&url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = kinde.user_token("kp_1").sign();
+    let url = format!("{}/account_api/v1/permissions", kinde.issuer());
+    let page = get_json(&url, &token).await;
     assert_eq!(page["data"]["permissions"].as_array().unwrap().len(), 10);
     assert_eq!(page["data"]["org_code"], DEFAULT_ORG);
     assert_eq!(page["metadata"]["has_more"], true);
+    let first = &page["data"]["permissions"][0];
+    assert_eq!(first["key"], "p:00");
+    assert!(first["id"].as_str().unwrap().starts_with("perm_"));
+    assert!(first["name"].is_string());
+
     let cursor = page["metadata"]["next_page_starting_after"]
         .as_str()
         .unwrap();
-    let rest: serde_json::Value = h
-        .client
-        .get(format!("{url}?starting_after={cursor}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest = get_json(&format!("{url}?starting_after={cursor}"), &token).await;
     assert_eq!(rest["data"]["permissions"].as_array().unwrap().len(), 2);
     assert_eq!(rest["metadata"]["has_more"], false);
-    let forged = h.kinde.user_token("kp_1").forged().sign();
-    let refused = h.client.get(&url).bearer_auth(forged).send().await.unwrap();
-    assert_eq!(refused.status(), 403);
+
+    let other_org = kinde.user_token("kp_1").org_code("org_other").sign();
+    let empty = get_json(&url, &other_org).await;
+    assert_eq!(empty["data"]["permissions"], json!([]));
+    for refused in [
+        kinde.user_token("kp_1").forged().sign(),
+        kinde.user_token("kp_1").expires_in(-10).sign(),
+    ] {
+        let answer = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(refused)
+            .send()
+            .await;
+        assert_eq!(answer.unwrap().status(), 403);
+    }
+}
+
+async fn get_json(url: &str, token: &str) -> Value {
+    let answer = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await;
+    let answer = answer.unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.json().await.unwrap()
 }
