@@ -25,11 +25,13 @@ pub mod bearer;
 pub mod claims;
 pub mod decision;
 pub mod error;
+pub mod freshness;
 pub mod jwt;
 pub mod kinde;
 pub mod live;
 pub mod permission;
 mod upstream;
+pub mod webhook;
 
 pub use auth::Auth;
 pub use authn::JwtAuthLayer;

@@ -4,6 +4,7 @@ use tower::Layer;
 
 use super::RequirePermission;
 use super::mode::{Strict, TokenTrusted};
+use crate::freshness::Freshness;
 use crate::live::LiveCheck;
 use crate::permission::Permission;
 
@@ -20,7 +21,7 @@ impl RequirePermissionLayer<TokenTrusted> {
     pub fn token_trusted(permission: Permission) -> Self {
         Self {
             permission,
-            mode: TokenTrusted::new(None),
+            mode: TokenTrusted::default(),
         }
     }
 
@@ -28,7 +29,16 @@ impl RequirePermissionLayer<TokenTrusted> {
     /// it) with `live`, as a strict route would. An empty `permissions` array is still a deny.
     pub fn with_live_fallback(self, live: LiveCheck) -> Self {
         Self {
-            mode: TokenTrusted::new(Some(live)),
+            mode: self.mode.with_live(live),
+            ..self
+        }
+    }
+
+    /// Distrusts tokens issued before a change recorded in `freshness` (a Kinde webhook, say):
+    /// they are decided with the live fallback, or denied when there is none.
+    pub fn with_freshness(self, freshness: Freshness) -> Self {
+        Self {
+            mode: self.mode.with_freshness(freshness),
             ..self
         }
     }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::claims::Claims;
 use crate::decision::{Decision, Outcome, Source};
+use crate::freshness::Freshness;
 use crate::live::{LiveCheck, Lookup, PermissionQuery};
 use crate::permission::Permission;
 
@@ -11,6 +12,7 @@ use crate::permission::Permission;
 #[derive(Debug, Clone, Default)]
 pub struct TokenTrusted {
     live: Option<LiveCheck>,
+    freshness: Option<Freshness>,
 }
 
 /// Mode of a route that asks the live permissions source. See [`authz`](super).
@@ -42,8 +44,18 @@ pub(crate) mod sealed {
 }
 
 impl TokenTrusted {
-    pub(crate) fn new(live: Option<LiveCheck>) -> Self {
-        Self { live }
+    pub(crate) fn with_live(self, live: LiveCheck) -> Self {
+        Self {
+            live: Some(live),
+            ..self
+        }
+    }
+
+    pub(crate) fn with_freshness(self, freshness: Freshness) -> Self {
+        Self {
+            freshness: Some(freshness),
+            ..self
+        }
     }
 }
 
@@ -67,6 +79,13 @@ impl sealed::Decide for TokenTrusted {
     fn verdict(&self, claims: &Claims, permission: &Permission) -> Verdict {
         if claims.is_machine() {
             return Verdict::Decided(from_scopes(claims, permission));
+        }
+        // Claims older than a change Kinde told us about are not trusted: decide live.
+        if self.freshness.as_ref().is_some_and(|f| f.is_stale(claims)) {
+            return match &self.live {
+                Some(live) => live_or_deny(live, claims, permission),
+                None => Verdict::Decided(from_token(false, claims, permission)),
+            };
         }
         match (claims.permissions(), &self.live) {
             (Some(granted), _) => {

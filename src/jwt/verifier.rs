@@ -122,17 +122,30 @@ impl Verifier {
         if let Step::Done(result) = self.try_verify(token) {
             return result;
         }
-        let parsed = self.parse(token)?;
-        let key = self
-            .inner
-            .keys
-            .get(&parsed.kid)
-            .await
-            .map_err(|e| match e {
-                KeyError::Unknown => invalid("unknown kid"),
-                KeyError::Unavailable => AuthError::new(AuthErrorKind::Unavailable),
-            })?;
+        let parsed = self.parse(token, self.inner.max_token_bytes)?;
+        let key = self.key(&parsed).await?;
         self.finish(token, &parsed, &key)
+    }
+
+    /// Verifies a JWT's header and signature with the issuer's keys, under the same rules as
+    /// access tokens, and returns its payload as JSON text without checking any claim. For
+    /// Kinde's webhook JWTs, which carry no `iss`, `aud` or `exp`.
+    pub(crate) async fn verify_signature(
+        &self,
+        token: &str,
+        max_bytes: usize,
+    ) -> Result<String, AuthError> {
+        let parsed = self.parse(token, max_bytes)?;
+        let key = self.key(&parsed).await?;
+        self.check_signature(&parsed, &key)?;
+        decode_payload(parsed.payload)
+    }
+
+    async fn key(&self, parsed: &Parsed<'_>) -> Result<Arc<VerifyingKey>, AuthError> {
+        self.inner.keys.get(&parsed.kid).await.map_err(|e| match e {
+            KeyError::Unknown => invalid("unknown kid"),
+            KeyError::Unavailable => AuthError::new(AuthErrorKind::Unavailable),
+        })
     }
 
     /// Everything that can be decided without waiting: a cache hit, a malformed token, or a
@@ -141,7 +154,7 @@ impl Verifier {
         if let Some(claims) = self.inner.cache.as_ref().and_then(|c| c.get(token)) {
             return Step::Done(Ok(claims));
         }
-        let parsed = match self.parse(token) {
+        let parsed = match self.parse(token, self.inner.max_token_bytes) {
             Ok(parsed) => parsed,
             Err(e) => return Step::Done(Err(e)),
         };
@@ -151,8 +164,8 @@ impl Verifier {
         }
     }
 
-    fn parse<'a>(&self, token: &'a str) -> Result<Parsed<'a>, AuthError> {
-        if token.len() > self.inner.max_token_bytes {
+    fn parse<'a>(&self, token: &'a str, max_bytes: usize) -> Result<Parsed<'a>, AuthError> {
+        if token.len() > max_bytes {
             return Err(invalid("token over the size cap"));
         }
         if !token.bytes().all(crate::bearer::is_jwt_byte) {
@@ -203,12 +216,7 @@ impl Verifier {
         })
     }
 
-    fn finish(
-        &self,
-        token: &str,
-        parsed: &Parsed<'_>,
-        key: &VerifyingKey,
-    ) -> Result<Claims, AuthError> {
+    fn check_signature(&self, parsed: &Parsed<'_>, key: &VerifyingKey) -> Result<(), AuthError> {
         if key.alg.is_some_and(|alg| alg != parsed.alg) {
             return Err(invalid("alg differs from the JWK's"));
         }
@@ -221,13 +229,17 @@ impl Verifier {
         if !matches!(valid, Ok(true)) {
             return Err(invalid("bad signature"));
         }
-        let payload = URL_SAFE_NO_PAD
-            .decode(parsed.payload)
-            .map_err(|_| invalid("payload is not base64url"))?;
-        let payload = String::from_utf8(payload).map_err(|_| invalid("payload is not UTF-8"))?;
-        if !payload.trim_start().starts_with('{') {
-            return Err(invalid("claims are not a JSON object"));
-        }
+        Ok(())
+    }
+
+    fn finish(
+        &self,
+        token: &str,
+        parsed: &Parsed<'_>,
+        key: &VerifyingKey,
+    ) -> Result<Claims, AuthError> {
+        self.check_signature(parsed, key)?;
+        let payload = decode_payload(parsed.payload)?;
         let repr: Repr =
             serde_json::from_str(&payload).map_err(|_| invalid("claims malformed or mistyped"))?;
         self.check_claims(&repr)?;
@@ -265,6 +277,18 @@ impl Verifier {
         }
         Ok(())
     }
+}
+
+/// The payload segment as JSON text, which must be an object.
+fn decode_payload(payload: &str) -> Result<String, AuthError> {
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| invalid("payload is not base64url"))?;
+    let payload = String::from_utf8(payload).map_err(|_| invalid("payload is not UTF-8"))?;
+    if !payload.trim_start().starts_with('{') {
+        return Err(invalid("claims are not a JSON object"));
+    }
+    Ok(payload)
 }
 
 impl std::fmt::Debug for Verifier {

@@ -1,0 +1,267 @@
+//! [`Freshness`]: "permissions changed at" watermarks, per user, per organization and global.
+//!
+//! A token issued before its user's permissions changed carries stale claims. When Kinde says a
+//! user changed (a `user.updated` webhook, or [`Auth::mark_changed`](crate::Auth::mark_changed)),
+//! the change time becomes that user's watermark; a token-trusted route that sees a token of
+//! that user whose `iat` is not after the watermark does not trust its claims and decides live,
+//! exactly as a strict route would. A token without `iat` counts as older than any watermark.
+//!
+//! `iat` has whole seconds, watermarks milliseconds: a token issued in the same second as the
+//! change counts as stale (one more live call, never a wrong allow).
+//!
+//! Memory is bounded: a watermark is forgotten once the longest token lifetime has passed since
+//! it was set (every token it could concern has expired by then), and at most `capacity` user
+//! and `capacity` organization watermarks are kept. With no watermark set the check costs one
+//! atomic load; otherwise one cache lookup per watermark kind.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use claimcheck::freshness::Freshness;
+//!
+//! let freshness = Freshness::new(Duration::from_secs(24 * 3600), 100_000);
+//! freshness.mark_user("kp_123", SystemTime::now());
+//! assert!(freshness.user_watermark("kp_123").is_some());
+//! assert!(freshness.user_watermark("kp_456").is_none());
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use moka::sync::Cache;
+
+use crate::claims::Claims;
+
+/// Kinde's default access-token lifetime, plus the verifier's default leeway.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600 + 30);
+const DEFAULT_CAPACITY: u64 = 100_000;
+const NONE: i64 = i64::MIN;
+
+type Marks = Cache<Box<str>, i64, foldhash::fast::RandomState>;
+
+/// A change to permissions that tokens issued before it do not reflect, for
+/// [`Auth::mark_changed`](crate::Auth::mark_changed).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// One user's permissions changed (in any organization).
+    User(String),
+    /// Permissions in one organization changed.
+    Org(String),
+    /// Role or permission definitions changed: anyone may be affected.
+    Everyone,
+}
+
+/// Watermarks per user, per organization and global. Cheap to clone; clones share them.
+#[derive(Clone)]
+pub struct Freshness {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    users: Marks,
+    orgs: Marks,
+    /// Global watermark in Unix milliseconds, or `NONE`.
+    global: AtomicI64,
+    /// Whether any watermark was ever set: the common case skips every lookup.
+    any: AtomicBool,
+    max_lifetime: Duration,
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_TOKEN_LIFETIME, DEFAULT_CAPACITY)
+    }
+}
+
+fn unix_ms(at: SystemTime) -> i64 {
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+fn from_unix_ms(ms: i64) -> SystemTime {
+    let magnitude = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        UNIX_EPOCH + magnitude
+    } else {
+        UNIX_EPOCH - magnitude
+    }
+}
+
+impl Freshness {
+    /// Watermarks kept for `max_token_lifetime` (the longest life of a token this API accepts,
+    /// default 24 h + 30 s) and at most `capacity` per kind (default 100 000).
+    pub fn new(max_token_lifetime: Duration, capacity: u64) -> Self {
+        let marks = || {
+            Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(max_token_lifetime)
+                .build_with_hasher(foldhash::fast::RandomState::default())
+        };
+        Self {
+            inner: Arc::new(Inner {
+                users: marks(),
+                orgs: marks(),
+                global: AtomicI64::new(NONE),
+                any: AtomicBool::new(false),
+                max_lifetime: max_token_lifetime,
+            }),
+        }
+    }
+
+    /// Tokens of `user_id` issued up to `at` are stale. A watermark never moves back: an older
+    /// event delivered late leaves a newer one in place.
+    pub fn mark_user(&self, user_id: &str, at: SystemTime) {
+        self.mark(&self.inner.users, user_id, at);
+    }
+
+    /// Tokens for the organization `org_code` issued up to `at` are stale.
+    pub fn mark_org(&self, org_code: &str, at: SystemTime) {
+        self.mark(&self.inner.orgs, org_code, at);
+    }
+
+    /// Every token issued up to `at` is stale (until the longest token lifetime has passed).
+    pub fn mark_all(&self, at: SystemTime) {
+        self.inner.global.fetch_max(unix_ms(at), Ordering::SeqCst);
+        self.inner.any.store(true, Ordering::Release);
+    }
+
+    fn mark(&self, marks: &Marks, key: &str, at: SystemTime) {
+        let at = unix_ms(at);
+        marks
+            .entry(Box::from(key))
+            .and_upsert_with(|old| old.map_or(at, |old| (*old.value()).max(at)));
+        self.inner.any.store(true, Ordering::Release);
+    }
+
+    /// The user's watermark, if one is set.
+    pub fn user_watermark(&self, user_id: &str) -> Option<SystemTime> {
+        self.inner.users.get(user_id).map(from_unix_ms)
+    }
+
+    /// The latest watermark that applies to `claims` (its user's, its organization's or the
+    /// global one), in Unix milliseconds.
+    fn watermark_ms(&self, claims: &Claims) -> Option<i64> {
+        if !self.inner.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let user = claims.subject().and_then(|sub| self.inner.users.get(sub));
+        let org = claims.org_code().and_then(|org| self.inner.orgs.get(org));
+        let global = match self.inner.global.load(Ordering::Acquire) {
+            NONE => None,
+            mark => {
+                let age = unix_ms(SystemTime::now()).saturating_sub(mark);
+                (age <= i64::try_from(self.inner.max_lifetime.as_millis()).unwrap_or(i64::MAX))
+                    .then_some(mark)
+            }
+        };
+        [user, org, global].into_iter().flatten().max()
+    }
+
+    /// Whether `claims` predate a change that concerns them: then they must not be trusted.
+    pub fn is_stale(&self, claims: &Claims) -> bool {
+        match self.watermark_ms(claims) {
+            None => false,
+            Some(mark) => claims
+                .issued_at()
+                .is_none_or(|iat| iat.saturating_mul(1000) <= mark),
+        }
+    }
+
+    /// Approximate number of user and organization watermarks held.
+    pub fn len(&self) -> u64 {
+        self.inner.users.run_pending_tasks();
+        self.inner.orgs.run_pending_tasks();
+        self.inner.users.entry_count() + self.inner.orgs.entry_count()
+    }
+
+    /// Whether no user or organization watermark is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for Freshness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Freshness")
+            .field("max_token_lifetime", &self.inner.max_lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::{AccessToken, Repr};
+
+    fn claims(sub: &str, org: &str, iat: Option<i64>) -> Claims {
+        let iat = iat.map_or(String::new(), |iat| format!(r#","iat":{iat}"#));
+        let json =
+            format!(r#"{{"iss":"i","exp":9999999999,"sub":"{sub}","org_code":"{org}"{iat}}}"#);
+        let repr: Repr = serde_json::from_str(&json).unwrap();
+        Claims::from_parts(repr, json.into(), AccessToken::new(Arc::from("t")))
+    }
+
+    fn at(secs: i64) -> SystemTime {
+        from_unix_ms(secs * 1000)
+    }
+
+    #[test]
+    fn tokens_issued_up_to_the_watermark_are_stale() {
+        let f = Freshness::default();
+        assert!(!f.is_stale(&claims("kp_1", "org_1", Some(1_000))));
+        f.mark_user("kp_1", at(1_000));
+        assert!(f.is_stale(&claims("kp_1", "org_1", Some(999))));
+        assert!(
+            f.is_stale(&claims("kp_1", "org_1", Some(1_000))),
+            "same second"
+        );
+        assert!(!f.is_stale(&claims("kp_1", "org_1", Some(1_001))));
+        assert!(f.is_stale(&claims("kp_1", "org_1", None)), "no iat");
+        assert!(
+            !f.is_stale(&claims("kp_2", "org_1", Some(999))),
+            "other user"
+        );
+    }
+
+    #[test]
+    fn watermarks_never_move_back() {
+        let f = Freshness::default();
+        f.mark_user("kp_1", at(2_000));
+        f.mark_user("kp_1", at(1_000));
+        assert_eq!(f.user_watermark("kp_1"), Some(at(2_000)));
+        assert!(f.is_stale(&claims("kp_1", "o", Some(1_500))));
+    }
+
+    #[test]
+    fn org_and_global_watermarks_apply() {
+        let f = Freshness::default();
+        f.mark_org("org_1", at(1_000));
+        assert!(f.is_stale(&claims("kp_9", "org_1", Some(900))));
+        assert!(!f.is_stale(&claims("kp_9", "org_2", Some(900))));
+        let now = SystemTime::now();
+        f.mark_all(now);
+        let now_secs = unix_ms(now) / 1000;
+        assert!(f.is_stale(&claims("kp_9", "org_2", Some(now_secs - 5))));
+        assert!(!f.is_stale(&claims("kp_9", "org_2", Some(now_secs + 5))));
+    }
+
+    #[test]
+    fn an_old_global_watermark_expires() {
+        let f = Freshness::new(Duration::from_secs(60), 10);
+        f.mark_all(SystemTime::now() - Duration::from_secs(120));
+        assert!(!f.is_stale(&claims("kp_1", "o", Some(0))));
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_many_users() {
+        let f = Freshness::new(Duration::from_secs(3600), 1_000);
+        for i in 0..20_000 {
+            f.mark_user(&format!("kp_{i}"), SystemTime::now());
+        }
+        assert!(f.len() <= 1_000, "{}", f.len());
+    }
+}

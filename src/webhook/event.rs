@@ -1,0 +1,188 @@
+//! Kinde's webhook events: the payload model and what each event type means for the caches.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// A verified Kinde webhook event: `{type, event_id, source, timestamp, data}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookEvent {
+    /// The event type, such as `user.updated`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `event_<32 hex>`.
+    #[serde(default)]
+    pub event_id: Option<String>,
+    /// `admin`, `api` or `user`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// When Kinde sent the event (RFC 3339, with an offset).
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// When the change happened, in newer payloads (RFC 3339).
+    #[serde(default)]
+    pub event_timestamp: Option<String>,
+    /// The event-specific object (`{"user": {...}}`, `{"organization": {...}}`, …).
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// What an event does to live-permission caches and freshness watermarks.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// One user's permissions may have changed (`user.updated`, `user.deleted`): drop their
+    /// live entries and distrust their tokens issued before the event.
+    User(String),
+    /// An organization changed (`organization.updated`, `organization.deleted`): drop its live
+    /// entries.
+    Org(String),
+    /// A role or permission definition changed (`role.*`, `permission.*`): anyone's effective
+    /// permissions may differ; drop every live entry (and, by policy, distrust every older
+    /// token).
+    Everyone,
+    /// Nothing to do (sign-ins, billing, creations that grant nothing, unknown types).
+    None,
+}
+
+impl WebhookEvent {
+    /// The effect of this event. An event that should name a user or organization but does not
+    /// is treated as [`Effect::Everyone`]: when in doubt, forget more.
+    pub fn effect(&self) -> Effect {
+        let id = |object: &str, field: &str| {
+            self.data
+                .get(object)
+                .and_then(|o| o.get(field))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        match self.kind.as_str() {
+            "user.updated" | "user.deleted" => {
+                id("user", "id").map_or(Effect::Everyone, Effect::User)
+            }
+            "organization.updated" | "organization.deleted" => {
+                id("organization", "code").map_or(Effect::Everyone, Effect::Org)
+            }
+            kind if kind.starts_with("role.") || kind.starts_with("permission.") => {
+                Effect::Everyone
+            }
+            _ => Effect::None,
+        }
+    }
+
+    /// When the change happened: `event_timestamp`, else `timestamp`, else `received`. Never
+    /// later than `received` (a clock ahead of ours must not distrust tokens not yet issued).
+    pub fn occurred_at(&self, received: SystemTime) -> SystemTime {
+        [&self.event_timestamp, &self.timestamp]
+            .into_iter()
+            .flatten()
+            .find_map(|text| parse_rfc3339(text))
+            .map_or(received, |at| at.min(received))
+    }
+}
+
+fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    let nanos = at.unix_timestamp_nanos();
+    let magnitude = Duration::from_nanos(u64::try_from(nanos.unsigned_abs()).ok()?);
+    if nanos >= 0 {
+        SystemTime::UNIX_EPOCH.checked_add(magnitude)
+    } else {
+        SystemTime::UNIX_EPOCH.checked_sub(magnitude)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(kind: &str, data: Value) -> WebhookEvent {
+        serde_json::from_value(json!({
+            "type": kind,
+            "event_id": "event_018f331a3178f7fef284b95fe6770384",
+            "source": "admin",
+            "timestamp": "2024-05-01T17:41:45.592145+10:00",
+            "data": data,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_documented_event_type_maps_to_an_effect() {
+        let user = json!({"user": {"id": "kp_1"}});
+        let org = json!({"organization": {"code": "org_1"}});
+        let cases = [
+            ("user.updated", user.clone(), Effect::User("kp_1".into())),
+            ("user.deleted", user.clone(), Effect::User("kp_1".into())),
+            (
+                "organization.updated",
+                org.clone(),
+                Effect::Org("org_1".into()),
+            ),
+            (
+                "organization.deleted",
+                org.clone(),
+                Effect::Org("org_1".into()),
+            ),
+            (
+                "role.created",
+                json!({"role": {"id": "r"}}),
+                Effect::Everyone,
+            ),
+            (
+                "role.updated",
+                json!({"role": {"id": "r"}}),
+                Effect::Everyone,
+            ),
+            (
+                "role.deleted",
+                json!({"role": {"id": "r"}}),
+                Effect::Everyone,
+            ),
+            ("permission.created", json!({}), Effect::Everyone),
+            ("permission.updated", json!({}), Effect::Everyone),
+            ("permission.deleted", json!({}), Effect::Everyone),
+            ("user.updated", json!({"user": {}}), Effect::Everyone),
+            ("user.created", user.clone(), Effect::None),
+            ("user.authenticated", user.clone(), Effect::None),
+            ("user.authentication_failed", user, Effect::None),
+            ("organization.created", org, Effect::None),
+            ("subscriber.created", json!({}), Effect::None),
+            ("access_request.created", json!({}), Effect::None),
+            ("passkey.added", json!({}), Effect::None),
+            ("customer.plan_changed", json!({}), Effect::None),
+            ("something.new", json!(null), Effect::None),
+        ];
+        for (kind, data, effect) in cases {
+            assert_eq!(event(kind, data).effect(), effect, "{kind}");
+        }
+    }
+
+    #[test]
+    fn occurrence_time_comes_from_the_payload_and_never_from_the_future() {
+        let received = SystemTime::now();
+        let e = event("user.updated", json!({}));
+        let at = e.occurred_at(received);
+        let expected = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_714_549_305_592_145_000);
+        assert_eq!(at, expected);
+
+        let mut newer = e.clone();
+        newer.event_timestamp = Some("2024-05-01T07:41:46Z".into());
+        assert_eq!(
+            newer.occurred_at(received),
+            expected + Duration::from_nanos(407_855_000)
+        );
+
+        let mut future = e.clone();
+        future.timestamp = Some("2999-01-01T00:00:00Z".into());
+        assert_eq!(future.occurred_at(received), received);
+        let mut garbage = e;
+        garbage.timestamp = Some("yesterday".into());
+        assert_eq!(garbage.occurred_at(received), received);
+    }
+}

@@ -1,0 +1,245 @@
+//! Kinde webhooks: [`WebhookReceiver`] verifies each delivery and turns it into cache
+//! invalidations and freshness watermarks.
+//!
+//! Kinde POSTs a JWT (`Content-Type: application/jwt`) signed with the same keys as its access
+//! tokens, with a `webhook-id` header that stays the same across retries. The receiver:
+//!
+//! 1. accepts `application/jwt` or `text/plain` bodies of at most 64 KiB (else 415 / 400);
+//! 2. verifies the JWT with the issuer's keys through the verifier's key store: the same header
+//!    rules as access tokens (RS256, `kid` required, no `alg: none`, no `crit`), but no
+//!    `iss`/`aud`/`exp`, which Kinde's webhook JWTs do not carry (bad → 400, keys unavailable →
+//!    503 so Kinde retries);
+//! 3. applies the event once per `webhook-id` (a bounded, 72 h memory of ids; Kinde retries for
+//!    up to 36 h) and answers exactly `200`:
+//!
+//! | event | effect |
+//! | --- | --- |
+//! | `user.updated`, `user.deleted` | that user's live entries dropped; their tokens issued before the event stop being trusted ([`Auth::mark_changed`](crate::Auth::mark_changed)) |
+//! | `organization.updated`, `organization.deleted` | that organization's live entries dropped |
+//! | `role.*`, `permission.*` | every live entry dropped; with [`WebhookReceiver::distrust_all_on_role_changes`], every older token distrusted too |
+//! | anything else | acknowledged, ignored |
+//!
+//! Events may arrive out of order: watermarks only move forward, so a late, older event cannot
+//! undo a newer one.
+//!
+//! ```no_run
+//! use axum::{Router, routing::post};
+//! use claimcheck::{Auth, kinde::KindeConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = Auth::kinde(&KindeConfig::from_env()?).await?;
+//! // Outside `auth.layer()`: Kinde does not send a bearer token.
+//! let app: Router = Router::new().route("/webhooks/kinde", post(auth.webhook_handler()));
+//! # Ok(()) }
+//! ```
+
+mod event;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use moka::sync::Cache;
+
+pub use event::{Effect, WebhookEvent};
+
+use crate::auth::Auth;
+use crate::error::{AuthErrorKind, DEFAULT_RETRY_AFTER};
+use crate::freshness::Change;
+
+const MAX_BODY_BYTES: usize = 64 * 1024;
+const SEEN_IDS: u64 = 10_000;
+const SEEN_FOR: Duration = Duration::from_secs(72 * 3600);
+
+/// What a delivery did.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receipt {
+    /// The event was verified and its effect applied ([`Effect::None`] for ignored types).
+    Applied(Effect),
+    /// This `webhook-id` was applied before: nothing done again.
+    Duplicate,
+}
+
+/// Why a delivery was refused. Nothing was applied.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookError {
+    /// The content type is neither `application/jwt` nor `text/plain` (415).
+    UnsupportedMediaType,
+    /// Not a valid Kinde webhook: oversized, not a JWT, bad signature, unknown key, not an
+    /// event (400).
+    Invalid(&'static str),
+    /// The issuer's keys cannot be fetched now (503: Kinde will retry).
+    Unavailable,
+}
+
+/// Receives Kinde webhooks for an [`Auth`]. Cheap to clone; clones share the memory of ids.
+#[derive(Debug, Clone)]
+pub struct WebhookReceiver {
+    auth: Auth,
+    seen: Cache<Box<str>, ()>,
+    distrust_all: bool,
+}
+
+/// The future of the handler [`WebhookReceiver::into_handler`] returns.
+pub type WebhookFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+impl WebhookReceiver {
+    /// A receiver applying events to `auth`'s live check and freshness watermarks.
+    pub fn new(auth: Auth) -> Self {
+        Self {
+            auth,
+            seen: Cache::builder()
+                .max_capacity(SEEN_IDS)
+                .time_to_live(SEEN_FOR)
+                .build(),
+            distrust_all: false,
+        }
+    }
+
+    /// On `role.*` and `permission.*` events, also distrust every token issued before the
+    /// event (a global watermark), not only the live cache. Closes the window on token-trusted
+    /// routes too, at the price of live calls for every user until their older tokens expire.
+    pub fn distrust_all_on_role_changes(mut self, yes: bool) -> Self {
+        self.distrust_all = yes;
+        self
+    }
+
+    /// Verifies one delivery and applies it.
+    pub async fn receive(&self, headers: &HeaderMap, body: &[u8]) -> Result<Receipt, WebhookError> {
+        if !acceptable_type(headers) {
+            return Err(WebhookError::UnsupportedMediaType);
+        }
+        if body.len() > MAX_BODY_BYTES {
+            return Err(WebhookError::Invalid("body too large"));
+        }
+        let token = std::str::from_utf8(body)
+            .map_err(|_| WebhookError::Invalid("body is not text"))?
+            .trim();
+        let payload = self
+            .auth
+            .verifier()
+            .verify_signature(token, MAX_BODY_BYTES)
+            .await
+            .map_err(|e| match e.kind() {
+                AuthErrorKind::Unavailable => WebhookError::Unavailable,
+                _ => WebhookError::Invalid("not a JWT signed by the issuer"),
+            })?;
+        let event: WebhookEvent = serde_json::from_str(&payload)
+            .map_err(|_| WebhookError::Invalid("not a Kinde event"))?;
+        let id = headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| !id.is_empty());
+        if id.is_some_and(|id| self.seen.contains_key(id)) {
+            tracing::debug!(target: "claimcheck::webhook", kind = %event.kind, "duplicate delivery");
+            return Ok(Receipt::Duplicate);
+        }
+        let effect = event.effect();
+        let at = event.occurred_at(SystemTime::now());
+        match &effect {
+            Effect::User(user) => self.auth.mark_changed(Change::User(user.clone()), at),
+            Effect::Org(org) => self.auth.invalidate_org(org),
+            Effect::Everyone if self.distrust_all => self.auth.mark_changed(Change::Everyone, at),
+            Effect::Everyone => self.auth.invalidate_all(),
+            Effect::None => {}
+        }
+        if let Some(id) = id {
+            self.seen.insert(id.into(), ());
+        }
+        tracing::info!(
+            target: "claimcheck::webhook",
+            kind = %event.kind,
+            event_id = event.event_id.as_deref().unwrap_or(""),
+            effect = ?effect,
+            "webhook applied"
+        );
+        Ok(Receipt::Applied(effect))
+    }
+
+    /// Answers one delivery: exactly `200` once applied (or a duplicate), `400`/`415` with a
+    /// problem body when refused, `503` + `Retry-After` when the keys are unavailable.
+    pub async fn respond(&self, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+        match self.receive(headers, body).await {
+            Ok(_) => Response::new(Body::empty()),
+            Err(error) => {
+                tracing::warn!(target: "claimcheck::webhook", ?error, "webhook refused");
+                error.into_response()
+            }
+        }
+    }
+
+    /// An axum handler: `post(receiver.into_handler())`.
+    pub fn into_handler(
+        self,
+    ) -> impl Fn(HeaderMap, Bytes) -> WebhookFuture + Clone + Send + Sync + 'static {
+        move |headers: HeaderMap, body: Bytes| {
+            let receiver = self.clone();
+            Box::pin(async move { receiver.respond(&headers, &body).await })
+        }
+    }
+}
+
+impl WebhookError {
+    fn into_response(self) -> Response<Body> {
+        let (status, detail) = match self {
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected an application/jwt body",
+            ),
+            Self::Invalid(reason) => (StatusCode::BAD_REQUEST, reason),
+            Self::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the issuer's keys are unavailable",
+            ),
+        };
+        let body = serde_json::json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or(""),
+            "status": status.as_u16(),
+            "detail": detail,
+        });
+        let mut response = Response::new(Body::from(body.to_string()));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(DEFAULT_RETRY_AFTER.as_secs()),
+            );
+        }
+        response
+    }
+}
+
+impl std::fmt::Display for WebhookError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnsupportedMediaType => f.write_str("webhook body is not application/jwt"),
+            Self::Invalid(reason) => write!(f, "invalid webhook: {reason}"),
+            Self::Unavailable => f.write_str("issuer keys unavailable"),
+        }
+    }
+}
+
+impl std::error::Error for WebhookError {}
+
+/// `application/jwt` (Kinde today) or `text/plain` (some proxies), with any parameters.
+fn acceptable_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/jwt") || essence.eq_ignore_ascii_case("text/plain")
+}
