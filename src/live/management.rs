@@ -117,16 +117,34 @@ impl KindeManagementApi {
         org_code: &str,
         user_id: &str,
     ) -> Result<PermissionSet, SourceError> {
-        let url = permissions_url(&self.inner.base, org_code, user_id)?;
+        let segments = ["organizations", org_code, "users", user_id, "permissions"];
+        let url = api_url(&self.inner.base, &segments)?;
+        let request = self.inner.client.get(url);
+        let body: PermissionsResponse = self.call(request).await?;
+        let granted = body.permissions.unwrap_or_default();
+        Ok(granted.iter().map(|p| &p.key).collect())
+    }
+
+    /// Asks Kinde to rebuild `user_id`'s claims (`POST /api/v1/users/{user_id}/refresh_claims`,
+    /// scope `update:user_refresh_claims`), so the next access token Kinde issues for them
+    /// carries their current permissions. Tokens already issued are not changed: pair it with
+    /// [`Auth::mark_changed`](crate::Auth::mark_changed) to stop trusting those.
+    pub async fn refresh_user_claims(&self, user_id: &str) -> Result<(), SourceError> {
+        let url = api_url(&self.inner.base, &["users", user_id, "refresh_claims"])?;
+        let request = self.inner.client.post(url);
+        let _: serde_json::Value = self.call(request).await?;
+        Ok(())
+    }
+
+    /// Sends `request` with the machine token; a 401 drops the token so the next call fetches
+    /// a new one.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, SourceError> {
         let bearer = self.inner.bearer().await?;
-        let request = self.inner.client.get(url).bearer_auth(bearer);
-        match upstream::json::<PermissionsResponse>(request, MAX_BODY_BYTES).await {
-            Ok(body) => Ok(body
-                .permissions
-                .unwrap_or_default()
-                .iter()
-                .map(|p| &p.key)
-                .collect()),
+        match upstream::json::<T>(request.bearer_auth(bearer), MAX_BODY_BYTES).await {
+            Ok(body) => Ok(body),
             Err(failure) => {
                 if failure.status == Some(401) {
                     *self.inner.token.lock().await = None;
@@ -224,24 +242,20 @@ fn join(base: &Url, segments: &[&str]) -> Url {
     url
 }
 
-/// `{base}/api/v1/organizations/{org}/users/{user}/permissions`. `.` and `..` cannot be carried
-/// in a URL path (every parser folds them), so such ids are refused rather than sent.
-pub(super) fn permissions_url(base: &Url, org: &str, user: &str) -> Result<Url, SourceError> {
-    if [org, user].iter().any(|s| matches!(*s, "" | "." | "..")) {
+/// `{base}/api/v1/{segments…}`, each segment percent-encoded into exactly one path segment.
+/// `.` and `..` cannot be carried in a URL path (every parser folds them), so such ids are
+/// refused rather than sent.
+pub(super) fn api_url(base: &Url, segments: &[&str]) -> Result<Url, SourceError> {
+    if segments.iter().any(|s| matches!(*s, "" | "." | "..")) {
         return Err(SourceError::unavailable(
             "user id or org code cannot be a URL path segment",
         ));
     }
-    let segments = [
-        "api",
-        "v1",
-        "organizations",
-        org,
-        "users",
-        user,
-        "permissions",
-    ];
-    Ok(join(base, &segments))
+    let mut url = join(base, &["api", "v1"]);
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.extend(segments);
+    }
+    Ok(url)
 }
 
 impl fmt::Debug for KindeManagementApi {
@@ -261,7 +275,10 @@ mod tests {
     #[test]
     fn ids_stay_inside_their_segment() {
         let base = Url::parse("http://127.0.0.1:9/").unwrap();
-        let url = permissions_url(&base, "org_1", "kp_a/../b?c=d%2F#e").unwrap();
+        let permissions_url = |org: &str, user: &str| {
+            api_url(&base, &["organizations", org, "users", user, "permissions"])
+        };
+        let url = permissions_url("org_1", "kp_a/../b?c=d%2F#e").unwrap();
         assert_eq!(
             url.as_str(),
             "http://127.0.0.1:9/api/v1/organizations/org_1/users/kp_a%2F..%2Fb%3Fc=d%252F%23e/permissions"
@@ -269,8 +286,8 @@ mod tests {
         let segments: Vec<_> = url.path_segments().unwrap().collect();
         assert_eq!(segments.len(), 7);
         for bad in ["..", ".", ""] {
-            assert!(permissions_url(&base, "org_1", bad).is_err(), "{bad:?}");
-            assert!(permissions_url(&base, bad, "kp_1").is_err(), "{bad:?}");
+            assert!(permissions_url("org_1", bad).is_err(), "{bad:?}");
+            assert!(permissions_url(bad, "kp_1").is_err(), "{bad:?}");
         }
     }
 
