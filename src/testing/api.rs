@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::server::State;
 use super::token::now;
+use super::webhook::SessionRecord;
 
 /// The Management API scope the permissions endpoint requires.
 pub const READ_PERMISSIONS_SCOPE: &str = "read:organization_user_permissions";
@@ -30,6 +31,7 @@ pub(crate) struct Directory {
     grants: Mutex<HashMap<(String, String), BTreeSet<String>>>,
     refreshes: Mutex<HashMap<String, u64>>,
     management_tokens: Mutex<HashMap<String, Vec<String>>>,
+    sessions: Mutex<HashMap<String, SessionRecord>>,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,6 +68,30 @@ impl Directory {
 
     pub(crate) fn forget_management_tokens(&self) {
         locked(&self.management_tokens).clear();
+    }
+
+    /// The organizations in which `user` holds anything.
+    pub(crate) fn orgs_of(&self, user: &str) -> Vec<String> {
+        let grants = locked(&self.grants);
+        let mut orgs: Vec<String> = grants
+            .iter()
+            .filter(|((_, u), held)| u == user && !held.is_empty())
+            .map(|((org, _), _)| org.clone())
+            .collect();
+        orgs.sort();
+        orgs
+    }
+
+    pub(crate) fn start_session(&self, refresh_token: &str, record: SessionRecord) {
+        locked(&self.sessions).insert(refresh_token.to_owned(), record);
+    }
+
+    pub(crate) fn renew_session(
+        &self,
+        refresh_token: &str,
+        renew: impl FnOnce(&mut SessionRecord) -> String,
+    ) -> Option<String> {
+        locked(&self.sessions).get_mut(refresh_token).map(renew)
     }
 }
 

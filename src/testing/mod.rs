@@ -32,6 +32,7 @@ mod api;
 mod keys;
 mod server;
 mod token;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +44,7 @@ use tokio::task::JoinHandle;
 pub use api::{READ_PERMISSIONS_SCOPE, REFRESH_CLAIMS_SCOPE};
 pub use server::{Endpoint, Fault};
 pub use token::TokenBuilder;
+pub use webhook::{Session, Webhook};
 
 use keys::{SigningKey, random_bytes};
 use server::State;
@@ -236,6 +238,50 @@ impl FakeKinde {
     /// How often `refresh_claims` was called for `user_id`.
     pub fn claims_refreshes(&self, user_id: &str) -> u64 {
         self.state.directory.refreshes(user_id)
+    }
+
+    /// Signs `user_id` in to [`DEFAULT_ORG`]: an access token whose `permissions` are the user's
+    /// current grants, and a refresh token. Refreshing (`grant_type=refresh_token` at
+    /// `/oauth2/token`) hands back the same access token until `refresh_claims` is called for
+    /// the user, as Kinde's claims cache does.
+    pub fn login(&self, user_id: &str) -> Session {
+        webhook::login(&self.state, user_id, DEFAULT_ORG)
+    }
+
+    /// A webhook event of type `kind` with this `data`, timestamped now.
+    pub fn webhook(&self, kind: &str, data: Value) -> Webhook {
+        Webhook::new(self.state.clone(), kind, data)
+    }
+
+    /// `user.updated` for `user_id`, with Kinde's full user object (organizations and
+    /// permissions from the current grants).
+    pub fn user_updated(&self, user_id: &str) -> Webhook {
+        let organizations: Vec<Value> = self
+            .state
+            .directory
+            .orgs_of(user_id)
+            .into_iter()
+            .map(|org| {
+                let permissions: Vec<Value> = self
+                    .permissions_of(&org, user_id)
+                    .iter()
+                    .map(|key| json!({"id": format!("perm_{key}"), "key": key}))
+                    .collect();
+                json!({"code": org, "permissions": permissions, "roles": null})
+            })
+            .collect();
+        let user = json!({
+            "email": "jane@example.com",
+            "first_name": "Jane",
+            "id": user_id,
+            "is_password_reset_requested": false,
+            "is_suspended": false,
+            "last_name": "Smith",
+            "organizations": organizations,
+            "phone": null,
+            "username": "jane",
+        });
+        self.webhook("user.updated", json!({ "user": user }))
     }
 
     /// Makes `endpoint` misbehave until [`FakeKinde::clear_fault`].

@@ -87,6 +87,9 @@ pub enum Fault {
     Huge(usize),
     /// 302 to this location.
     Redirect(String),
+    /// The answer is computed at once but sent after this delay: data that goes stale while
+    /// in flight.
+    Late(Duration),
 }
 
 pub(crate) struct State {
@@ -208,6 +211,7 @@ async fn answer(
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response, Dropped> {
     let endpoint = Endpoint::of(req.uri().path());
+    let mut late = None;
     if let Some(endpoint) = endpoint {
         state.calls[endpoint.index()].fetch_add(1, Ordering::SeqCst);
         match state.fault(endpoint) {
@@ -222,10 +226,15 @@ async fn answer(
             Some(Fault::Redirect(location)) => {
                 return Ok(status_answer(302, &[("location".into(), location)]));
             }
+            Some(Fault::Late(delay)) => late = Some(delay),
         }
     }
     let response = router.oneshot(req.map(Body::new)).await;
-    Ok(response.unwrap_or_else(|never: Infallible| match never {}))
+    let response = response.unwrap_or_else(|never: Infallible| match never {});
+    if let Some(delay) = late {
+        tokio::time::sleep(delay).await;
+    }
+    Ok(response)
 }
 
 fn status_answer(status: u16, headers: &[(String, String)]) -> Response {
@@ -298,8 +307,23 @@ async fn token(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
+    if field("grant_type") == Some("refresh_token") {
+        let renewed = field("refresh_token").and_then(|t| super::webhook::refresh(&state, t));
+        let Some(access_token) = renewed else {
+            let msg = "unknown refresh token";
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", msg);
+        };
+        return Json(json!({
+            "access_token": access_token,
+            "expires_in": 3600,
+            "refresh_token": field("refresh_token"),
+            "scope": "openid profile email offline",
+            "token_type": "bearer",
+        }))
+        .into_response();
+    }
     if field("grant_type") != Some("client_credentials") {
-        let msg = "only client_credentials is supported by the fake";
+        let msg = "only client_credentials and refresh_token are supported by the fake";
         return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", msg);
     }
     let (Some(id), Some(secret)) = (field("client_id"), field("client_secret")) else {

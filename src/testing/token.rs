@@ -30,6 +30,8 @@ pub struct TokenBuilder {
     claims: Map<String, Value>,
     payload_override: Option<Vec<u8>>,
     signing: Signing,
+    /// `without_header("kid")` was asked: do not add the signing key's kid.
+    no_kid: bool,
 }
 
 pub(crate) fn now() -> i64 {
@@ -68,6 +70,7 @@ impl TokenBuilder {
             claims: base_map.clone(),
             payload_override: None,
             signing: Signing::Rs256(None),
+            no_kid: false,
         }
     }
 
@@ -121,6 +124,7 @@ impl TokenBuilder {
     /// Removes a header field.
     pub fn without_header(mut self, name: &str) -> Self {
         self.header.remove(name);
+        self.no_kid |= name == "kid";
         self
     }
 
@@ -171,9 +175,11 @@ impl TokenBuilder {
             Signing::Rs256(Some(kid)) => kid.as_str(),
             _ => current.kid.as_str(),
         };
-        header
-            .entry("kid")
-            .or_insert_with(|| Value::String(default_kid.to_owned()));
+        if !self.no_kid {
+            header
+                .entry("kid")
+                .or_insert_with(|| Value::String(default_kid.to_owned()));
+        }
         let input = signing_input(&Value::Object(header), &payload);
         let signature = match &self.signing {
             Signing::Rs256(_) => {
