@@ -96,6 +96,8 @@ async fn kid_is_required_and_typ_must_be_an_access_token_type() {
     h.get("/me", Some(&token)).await.assert_invalid_token();
     let token = h.kinde.user_token("kp_1").header("kid", "").sign();
     h.get("/me", Some(&token)).await.assert_invalid_token();
+    let token = h.kinde.user_token("kp_1").without_header("kid").sign();
+    h.get("/me", Some(&token)).await.assert_invalid_token();
     for typ in ["JWE", "secevent+jwt", "dpop+jwt"] {
         let token = h.kinde.user_token("kp_1").header("typ", typ).sign();
         h.get("/me", Some(&token)).await.assert_invalid_token();

@@ -23,6 +23,7 @@ pub const SYNC_FLEET: Permission = Permission::from_static("sync:fleet");
 pub struct Harness {
     pub kinde: FakeKinde,
     pub verifier: Verifier,
+    pub auth: Auth,
     pub live: LiveCheck,
     /// How many times a strict handler (`POST /payments`, `POST /fleet`) ran.
     pub runs: Arc<AtomicUsize>,
@@ -133,7 +134,11 @@ pub fn app(auth: &Auth, runs: Arc<AtomicUsize>) -> Router {
         )
         .layer(axum::middleware::map_response(expose_decision))
         .layer(auth.layer())
-        .merge(Router::new().route("/health", get(|| async { "ok" })))
+        .merge(
+            Router::new()
+                .route("/health", get(|| async { "ok" }))
+                .route("/webhooks/kinde", post(auth.webhook_handler())),
+        )
 }
 
 pub async fn serve(router: Router) -> (String, tokio::task::JoinHandle<()>) {
@@ -179,6 +184,7 @@ pub async fn start_live(kinde: FakeKinde, verifier: Verifier, live: LiveCheck) -
     Harness {
         kinde,
         verifier,
+        auth,
         live,
         runs,
         base,
@@ -232,6 +238,10 @@ impl Harness {
         let req = self.client.post(format!("{}{path}", self.base));
         self.send(req.header("authorization", format!("Bearer {token}")))
             .await
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!("{}/webhooks/kinde", self.base)
     }
 
     pub fn runs(&self) -> usize {
