@@ -1,11 +1,13 @@
 //! `cargo run --example demo`: a fake Kinde and a protected API in one process.
 //!
 //! 1. What the API answers to good and bad tokens.
-//! 2. The point of strict routes: a permission is revoked at Kinde while the user's token still
-//!    carries it. The token-trusted route keeps allowing until the token expires; the strict
-//!    route denies once its cache's time-to-live has passed. The demo measures both windows.
+//! 2. The consistency model, measured: a permission is revoked at Kinde while the user's token
+//!    still carries it. (a) The token-trusted route keeps allowing until the token expires;
+//!    (b) the strict route denies once its cache's time-to-live has passed; (c) after Kinde's
+//!    `user.updated` webhook both deny on the next request; (d) after the webhook a fresh grant
+//!    is honoured at once on the strict route.
 //!
-//! Exits non-zero if any answer is not the expected one.
+//! Exits non-zero if any answer is not the expected one or a measured window breaks its bound.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -50,7 +52,8 @@ async fn main() -> ExitCode {
             "/payments",
             post((|| async { "paid" }).layer(auth.strict(CREATE_PAYMENTS))),
         )
-        .layer(auth.layer());
+        .layer(auth.layer())
+        .route("/webhooks/kinde", post(auth.webhook_handler()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -142,77 +145,158 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Grants, then revokes at the fake Kinde, and measures how long each kind of route keeps
-/// allowing the revoked permission. Returns the number of unexpected answers.
-async fn stale_windows(kinde: &FakeKinde, client: &reqwest::Client, base: &str) -> usize {
-    let user = "kp_stale_window_demo";
+/// One measured stale window.
+struct Row {
+    scenario: &'static str,
+    route: &'static str,
+    measured: String,
+    bound: String,
+    ok: bool,
+}
+
+/// Sends `method path` with `token`; the status, or 0 if the API did not answer.
+async fn status(
+    client: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+) -> u16 {
+    let url = format!("{base}{path}");
+    let req = if method == "POST" {
+        client.post(url)
+    } else {
+        client.get(url)
+    };
+    let sent = req.bearer_auth(token).send().await;
+    sent.map_or(0, |r| r.status().as_u16())
+}
+
+/// A user holding both permissions live and in an hour-long token issued a minute ago, with
+/// both routes' answers cached.
+async fn warmed_up(kinde: &FakeKinde, client: &reqwest::Client, base: &str, user: &str) -> String {
     for permission in ["read:reports", "create:payments"] {
         kinde.grant(DEFAULT_ORG, user, permission);
     }
-    let builder = kinde
+    let token = kinde
         .user_token(user)
-        .permissions(["read:reports", "create:payments"]);
-    let lifetime = builder.claims()["exp"].as_i64().unwrap_or(0)
-        - builder.claims()["iat"].as_i64().unwrap_or(0);
-    let token = builder.sign();
-    let status = |method: &str, path: &str| {
-        let url = format!("{base}{path}");
-        let req = match method {
-            "POST" => client.post(url),
-            _ => client.get(url),
-        };
-        let req = req.bearer_auth(&token);
-        async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
-    };
-    println!("stale windows: grant, then revoke at Kinde while the token still says yes");
-    println!("(strict time-to-live {} ms)", STRICT_TTL.as_millis());
-    println!("{}", "-".repeat(100));
-    let mut failures = 0;
-    let before = (
-        status("GET", "/reports").await,
-        status("POST", "/payments").await,
-    );
-    println!(
-        "before the revocation: GET /reports {}, POST /payments {}",
-        before.0, before.1
-    );
-    failures += usize::from(before != (200, 200));
+        .permissions(["read:reports", "create:payments"])
+        .issued_in(-60)
+        .sign();
+    assert_eq!(status(client, base, "GET", "/reports", &token).await, 200);
+    assert_eq!(status(client, base, "POST", "/payments", &token).await, 200);
+    token
+}
 
+fn revoke_all(kinde: &FakeKinde, user: &str) {
     for permission in ["read:reports", "create:payments"] {
         kinde.revoke(DEFAULT_ORG, user, permission);
     }
+}
+
+/// Measures how long each kind of route honours a revoked permission, with and without the
+/// webhook, and prints the table. Returns the number of windows that broke their bound.
+async fn stale_windows(kinde: &FakeKinde, client: &reqwest::Client, base: &str) -> usize {
+    let mut rows = Vec::new();
+    let ttl_ms = STRICT_TTL.as_millis();
+
+    // (a) and (b): no webhook.
+    let user = "kp_no_webhook";
+    let token = warmed_up(kinde, client, base, user).await;
+    let lifetime = 3600 - 60;
+    revoke_all(kinde, user);
     let revoked = Instant::now();
-    let mut strict_window = None;
-    let mut trusted_denied = None;
+    let (mut strict_denied, mut trusted_denied) = (None, None);
     while revoked.elapsed() < WATCH {
-        if strict_window.is_none() && status("POST", "/payments").await == 403 {
-            strict_window = Some(revoked.elapsed());
+        if strict_denied.is_none() && status(client, base, "POST", "/payments", &token).await == 403
+        {
+            strict_denied = Some(revoked.elapsed());
         }
-        if trusted_denied.is_none() && status("GET", "/reports").await != 200 {
+        if trusted_denied.is_none() && status(client, base, "GET", "/reports", &token).await != 200
+        {
             trusted_denied = Some(revoked.elapsed());
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    match strict_window {
-        Some(window) => println!(
-            "strict        POST /payments: allowed for {} ms after the revocation, then 403",
-            window.as_millis()
-        ),
-        None => println!("strict        POST /payments: never denied  <-- UNEXPECTED"),
+    rows.push(Row {
+        scenario: "(a) revoked, no webhook",
+        route: "token-trusted GET /reports",
+        measured: match trusted_denied {
+            None => format!("allowed for all {} ms watched", WATCH.as_millis()),
+            Some(at) => format!("denied after {} ms", at.as_millis()),
+        },
+        bound: format!("until the token expires ({lifetime} s)"),
+        ok: trusted_denied.is_none(),
+    });
+    rows.push(Row {
+        scenario: "(b) revoked, no webhook",
+        route: "strict POST /payments",
+        measured: strict_denied.map_or("never denied".into(), |w| {
+            format!("denied after {} ms", w.as_millis())
+        }),
+        bound: format!("the TTL ({ttl_ms} ms, +250 ms polling)"),
+        ok: strict_denied.is_some_and(|w| w <= STRICT_TTL + Duration::from_millis(250)),
+    });
+
+    // (c): the same revocation, then Kinde's user.updated webhook.
+    let user = "kp_with_webhook";
+    let token = warmed_up(kinde, client, base, user).await;
+    revoke_all(kinde, user);
+    let revoked = Instant::now();
+    let hook = format!("{base}/webhooks/kinde");
+    let delivered = kinde.user_updated(user).deliver(&hook).await;
+    let after_hook = revoked.elapsed();
+    for (route, method, path) in [
+        ("token-trusted GET /reports", "GET", "/reports"),
+        ("strict POST /payments", "POST", "/payments"),
+    ] {
+        let next = status(client, base, method, path, &token).await;
+        let window = revoked.elapsed();
+        rows.push(Row {
+            scenario: "(c) revoked, then user.updated",
+            route,
+            measured: format!(
+                "next request {next}, {} ms after the revocation (webhook {delivered} after {} ms)",
+                window.as_millis(),
+                after_hook.as_millis()
+            ),
+            bound: "the next request after the webhook".into(),
+            ok: delivered == 200 && next == 403,
+        });
     }
-    failures +=
-        usize::from(strict_window.is_none_or(|w| w > STRICT_TTL + Duration::from_millis(500)));
-    match trusted_denied {
-        None => println!(
-            "token-trusted GET /reports:   still allowed after {} ms of watching; stale until the \
-             token expires ({lifetime} s)",
-            WATCH.as_millis()
+
+    // (d): a grant, then the webhook: honoured at once on the strict route.
+    let user = "kp_new_grant";
+    let token = kinde.user_token(user).issued_in(-60).sign();
+    let before = status(client, base, "POST", "/payments", &token).await;
+    kinde.grant(DEFAULT_ORG, user, "create:payments");
+    let granted = Instant::now();
+    let delivered = kinde.user_updated(user).deliver(&hook).await;
+    let next = status(client, base, "POST", "/payments", &token).await;
+    rows.push(Row {
+        scenario: "(d) granted, then user.updated",
+        route: "strict POST /payments",
+        measured: format!(
+            "{before} before; next request {next}, {} ms after the grant",
+            granted.elapsed().as_millis()
         ),
-        Some(at) => println!(
-            "token-trusted GET /reports:   denied after {} ms  <-- UNEXPECTED",
-            at.as_millis()
-        ),
+        bound: "the next request after the webhook".into(),
+        ok: before == 403 && delivered == 200 && next == 200,
+    });
+
+    println!("stale windows of a permission revoked at Kinde while the token still carries it");
+    println!("(strict time-to-live {ttl_ms} ms; token lifetime 1 h, issued 1 min before)");
+    println!("{}", "-".repeat(150));
+    println!(
+        "{:<32} {:<28} {:<38} measured",
+        "scenario", "route", "bound"
+    );
+    for row in &rows {
+        let mark = if row.ok { "" } else { "  <-- BREAKS ITS BOUND" };
+        println!(
+            "{:<32} {:<28} {:<38} {}{mark}",
+            row.scenario, row.route, row.bound, row.measured
+        );
     }
-    failures += usize::from(trusted_denied.is_some());
-    failures
+    rows.iter().filter(|row| !row.ok).count()
 }

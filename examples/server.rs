@@ -18,7 +18,9 @@
 //! Routes: `GET /health` (public), `GET /me` (any valid token), `GET /reports` (token-trusted,
 //! needs `read:reports`), `POST /payments` (strict, needs `create:payments` according to Kinde's
 //! live permissions: the Management API when its credentials are set, else the Account API with
-//! the caller's token). When ready it prints `listening on http://HOST:PORT` to stdout.
+//! the caller's token), `POST /webhooks/kinde` (Kinde webhooks: subscribe `user.updated`,
+//! `user.deleted`, `organization.updated`, `organization.deleted`, `role.*`, `permission.*`).
+//! When ready it prints `listening on http://HOST:PORT` to stdout.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -60,7 +62,12 @@ fn app(auth: &Auth) -> Router {
         )
         .route("/payments", post(pay.layer(auth.strict(CREATE_PAYMENTS))))
         .layer(auth.layer())
-        .merge(Router::new().route("/health", get(|| async { "ok" })))
+        .merge(
+            Router::new()
+                .route("/health", get(|| async { "ok" }))
+                // Kinde sends no bearer token: outside the authentication layer.
+                .route("/webhooks/kinde", post(auth.webhook_handler())),
+        )
         // Traces never show the Authorization header.
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([

@@ -129,6 +129,16 @@ async fn payments_are_strict_through_either_kinde_api() {
         assert_eq!(paid.status(), 200, "{endpoint:?}");
         assert_eq!(pay(&stale).await.unwrap().status(), 403, "{endpoint:?}");
         assert_eq!(kinde.calls(endpoint), 2, "{endpoint:?}");
+
+        // Kinde's webhook drops the cached answer at once.
+        kinde.revoke(DEFAULT_ORG, "kp_payer", "create:payments");
+        assert_eq!(pay(&payer).await.unwrap().status(), 200, "cached");
+        let hook = format!("{base}/webhooks/kinde");
+        let event = kinde.user_updated("kp_payer");
+        assert_eq!(event.deliver_body(&hook, "garbage").await, 400);
+        assert_eq!(event.deliver(&hook).await, 200);
+        assert_eq!(pay(&payer).await.unwrap().status(), 403, "{endpoint:?}");
+        kinde.grant(DEFAULT_ORG, "kp_payer", "create:payments");
         drop(child);
     }
 }
