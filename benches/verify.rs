@@ -106,6 +106,23 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // Freshness watermarks exist (10 000 other users changed): the check becomes two lookups.
+    let changed = std::time::SystemTime::now();
+    for i in 0..10_000 {
+        auth.freshness()
+            .mark_user(&format!("kp_other_{i}"), changed);
+    }
+    c.bench_function("token_trusted_repeat_watermarked", |b| {
+        b.to_async(&rt).iter(|| async {
+            let res = protected
+                .clone()
+                .oneshot(request(Some(&token)))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        })
+    });
+
     // 1000 concurrent cold requests of one user (each with its own token): one upstream call.
     let tokens: Vec<String> = (0..1000).map(|_| kinde.user_token("kp_1").sign()).collect();
     rt.block_on(async {

@@ -11,8 +11,8 @@
 //!
 //! Memory is bounded: a watermark is forgotten once the longest token lifetime has passed since
 //! it was set (every token it could concern has expired by then), and at most `capacity` user
-//! and `capacity` organization watermarks are kept. With no watermark set the check costs one
-//! atomic load; otherwise one cache lookup per watermark kind.
+//! and `capacity` organization watermarks are kept. The check costs three atomic loads while no
+//! watermark is set, and one cache lookup per kind (user, organization) in use.
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
@@ -64,8 +64,9 @@ struct Inner {
     orgs: Marks,
     /// Global watermark in Unix milliseconds, or `NONE`.
     global: AtomicI64,
-    /// Whether any watermark was ever set: the common case skips every lookup.
-    any: AtomicBool,
+    /// Whether any user / organization watermark was ever set: lookups are skipped until then.
+    any_user: AtomicBool,
+    any_org: AtomicBool,
     max_lifetime: Duration,
 }
 
@@ -106,7 +107,8 @@ impl Freshness {
                 users: marks(),
                 orgs: marks(),
                 global: AtomicI64::new(NONE),
-                any: AtomicBool::new(false),
+                any_user: AtomicBool::new(false),
+                any_org: AtomicBool::new(false),
                 max_lifetime: max_token_lifetime,
             }),
         }
@@ -116,17 +118,18 @@ impl Freshness {
     /// event delivered late leaves a newer one in place.
     pub fn mark_user(&self, user_id: &str, at: SystemTime) {
         self.mark(&self.inner.users, user_id, at);
+        self.inner.any_user.store(true, Ordering::Release);
     }
 
     /// Tokens for the organization `org_code` issued up to `at` are stale.
     pub fn mark_org(&self, org_code: &str, at: SystemTime) {
         self.mark(&self.inner.orgs, org_code, at);
+        self.inner.any_org.store(true, Ordering::Release);
     }
 
     /// Every token issued up to `at` is stale (until the longest token lifetime has passed).
     pub fn mark_all(&self, at: SystemTime) {
         self.inner.global.fetch_max(unix_ms(at), Ordering::SeqCst);
-        self.inner.any.store(true, Ordering::Release);
     }
 
     fn mark(&self, marks: &Marks, key: &str, at: SystemTime) {
@@ -134,7 +137,6 @@ impl Freshness {
         marks
             .entry(Box::from(key))
             .and_upsert_with(|old| old.map_or(at, |old| (*old.value()).max(at)));
-        self.inner.any.store(true, Ordering::Release);
     }
 
     /// The user's watermark, if one is set.
@@ -145,11 +147,13 @@ impl Freshness {
     /// The latest watermark that applies to `claims` (its user's, its organization's or the
     /// global one), in Unix milliseconds.
     fn watermark_ms(&self, claims: &Claims) -> Option<i64> {
-        if !self.inner.any.load(Ordering::Acquire) {
-            return None;
-        }
-        let user = claims.subject().and_then(|sub| self.inner.users.get(sub));
-        let org = claims.org_code().and_then(|org| self.inner.orgs.get(org));
+        let lookup = |any: &AtomicBool, marks: &Marks, key: Option<&str>| {
+            any.load(Ordering::Acquire)
+                .then(|| marks.get(key?))
+                .flatten()
+        };
+        let user = lookup(&self.inner.any_user, &self.inner.users, claims.subject());
+        let org = lookup(&self.inner.any_org, &self.inner.orgs, claims.org_code());
         let global = match self.inner.global.load(Ordering::Acquire) {
             NONE => None,
             mark => {

@@ -8,6 +8,8 @@
 //! | [`authz`] | per-route [`authz::RequirePermissionLayer`], token-trusted or strict |
 //! | [`live`] | [`live::LiveCheck`] (short-TTL, coalescing cache) and the [`live::PermissionSource`]s: Kinde's Management and Account APIs |
 //! | [`decision`] | [`decision::Decision`]: what a route decided, from which data, how old |
+//! | [`freshness`] | [`freshness::Freshness`]: "permissions changed at" watermarks per user, organization, or globally |
+//! | [`webhook`] | [`webhook::WebhookReceiver`]: verified Kinde webhooks turned into invalidations and watermarks |
 //! | [`jwt`] | [`Verifier`], its [`jwt::KeyStore`] and the verified-token cache |
 //! | [`claims`] | [`Claims`] with Kinde's shapes, and its axum extractor |
 //! | [`permission`] | [`Permission`], [`PermissionSet`] |

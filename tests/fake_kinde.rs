@@ -153,3 +153,52 @@ async fn get_json(url: &str, token: &str) -> Value {
     assert_eq!(answer.status(), 200);
     answer.json().await.unwrap()
 }
+
+#[tokio::test]
+async fn webhooks_are_signed_kinde_events_with_a_stable_id() {
+    use base64::Engine;
+    let kinde = FakeKinde::start().await;
+    kinde.grant("org_a", "kp_1", "create:payments");
+    let event = kinde.user_updated("kp_1");
+    let jwt = event.token().sign();
+    let mut parts = jwt.split('.');
+    let decode = |part: &str| -> Value {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let header = decode(parts.next().unwrap());
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(header["kid"], kinde.current_kid());
+    let payload = decode(parts.next().unwrap());
+    assert_eq!(payload, event.payload());
+    let keys: Vec<&str> = payload
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        ["data", "event_id", "source", "timestamp", "type"],
+        "no iss/aud/exp"
+    );
+    assert_eq!(payload["type"], "user.updated");
+    let event_id = payload["event_id"].as_str().unwrap();
+    assert!(
+        event_id.starts_with("event_") && event_id.len() == 38,
+        "{event_id}"
+    );
+    let user = &payload["data"]["user"];
+    assert_eq!(user["id"], "kp_1");
+    assert_eq!(user["organizations"][0]["code"], "org_a");
+    assert_eq!(
+        user["organizations"][0]["permissions"][0]["key"],
+        "create:payments"
+    );
+    assert!(payload["timestamp"].as_str().unwrap().ends_with('Z'));
+    let same = event.clone();
+    assert_eq!(same.webhook_id(), event.webhook_id());
+    assert_ne!(kinde.user_updated("kp_1").webhook_id(), event.webhook_id());
+}
