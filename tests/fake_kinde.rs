@@ -1,27 +1,21 @@
 //! The fake Kinde's live APIs speak Kinde's wire formats: the shapes `kinde-reference.md` §2-4
 //! gives, the credentials each endpoint demands, pagination, and the control API behind them.
 
+mod common;
+
 use claimcheck::testing::{DEFAULT_ORG, FakeKinde, READ_PERMISSIONS_SCOPE};
 use serde_json::{Value, json};
 
 /// A Management API token for `client`, straight from the fake's `/oauth2/token`.
 async fn machine_token(kinde: &FakeKinde, (id, secret): (String, String)) -> String {
+    let audience = format!("{}/api", kinde.issuer());
     let form = [
-        ("grant_type", "client_credentials".to_owned()),
-        ("client_id", id),
-        ("client_secret", secret),
-        ("audience", format!("{}/api", kinde.issuer())),
+        ("grant_type", "client_credentials"),
+        ("client_id", id.as_str()),
+        ("client_secret", secret.as_str()),
+        ("audience", audience.as_str()),
     ];
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{}/oauth2/token", kinde.issuer()))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["access_token"].as_str().unwrap().to_owned()
+    common::token_grant(kinde, &form).await
 }
 
 #[tokio::test]

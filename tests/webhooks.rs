@@ -355,23 +355,11 @@ async fn refresh_user_claims_makes_the_next_token_fresh() {
     let h = start_via(Via::Account, TTL).await;
     h.kinde.grant(DEFAULT_ORG, "kp_1", "read:reports");
     let session = h.kinde.login("kp_1");
-    let refresh = || async {
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", session.refresh_token.as_str()),
-        ];
-        let answer: serde_json::Value = h
-            .client
-            .post(format!("{}/oauth2/token", h.kinde.issuer()))
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        answer["access_token"].as_str().unwrap().to_owned()
-    };
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", session.refresh_token.as_str()),
+    ];
+    let refresh = || common::token_grant(&h.kinde, &form);
     h.kinde.revoke(DEFAULT_ORG, "kp_1", "read:reports");
     // Kinde's claims cache: a refresh hands back the very same token.
     assert_eq!(refresh().await, session.access_token);

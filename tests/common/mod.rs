@@ -141,6 +141,20 @@ pub fn app(auth: &Auth, runs: Arc<AtomicUsize>) -> Router {
         )
 }
 
+/// POSTs `form` to the fake's `/oauth2/token`; the `access_token` it answers.
+pub async fn token_grant(kinde: &FakeKinde, form: &[(&str, &str)]) -> String {
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/oauth2/token", kinde.issuer()))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["access_token"].as_str().unwrap().to_owned()
+}
+
 pub async fn serve(router: Router) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
