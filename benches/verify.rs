@@ -1,41 +1,105 @@
-//! Authorization costs, as ratios within one run: the bare router is the floor, a raw
-//! `jsonwebtoken::decode` RS256 the crypto limit, the token-trusted route the baseline of a
-//! strict route's cache hit. The setup also checks that 1000 concurrent cold strict requests of
-//! one user make exactly one upstream call.
+//! What claimcheck costs per request, as ratios within one run (`scripts/bench-summary` prints
+//! them). Every group drives an axum `Router` in process with `tower::ServiceExt::oneshot` and
+//! a prebuilt request, on one current-thread runtime, against a FakeKinde on loopback:
+//!
+//! - `bare`: the same request through a router without middleware (the floor);
+//! - `verify_raw`: `jsonwebtoken::decode` RS256 with a prebuilt key (the crypto limit);
+//! - `token_trusted_first_seen`: the verified-token cache is off, so every request verifies;
+//! - `token_trusted_repeat`: the same token again (verified-token cache hit);
+//! - `token_trusted_repeat_watermarked`: the same, with 10 000 user watermarks held;
+//! - `strict_hit`: a strict route, live permissions cached;
+//! - `strict_miss`: a strict route whose live cache is off: one Management API call per request;
+//! - `loopback_get`: that Management API call alone, with reqwest (the floor of `strict_miss`);
+//! - `peer`: the route behind tower-oauth2-resource-server 0.12 (static JWKS, aws-lc-rs).
+//!
+//! The setup also checks that 1000 concurrent cold strict requests of one user make exactly one
+//! upstream call.
 #![allow(missing_docs)] // criterion's macros generate undocumented public functions
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
 use axum::handler::Handler;
 use axum::routing::{get, post};
 use claimcheck::live::{KindeManagementApi, LiveCheck};
-use claimcheck::testing::FakeKinde;
-use claimcheck::testing::{DEFAULT_ORG, Endpoint};
+use claimcheck::testing::{DEFAULT_ORG, Endpoint, FakeKinde};
 use claimcheck::{Auth, Permission, Verifier};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use jsonwebtoken::{DecodingKey, Validation};
+use tokio::runtime::Runtime;
 use tower::ServiceExt;
+use tower_oauth2_resource_server::server::OAuth2ResourceServer;
+use tower_oauth2_resource_server::tenant::TenantConfiguration;
 
 const READ_REPORTS: Permission = Permission::from_static("read:reports");
 const CREATE_PAYMENTS: Permission = Permission::from_static("create:payments");
 
-fn request(token: Option<&str>) -> Request<Body> {
-    let mut req = Request::get("/reports");
-    if let Some(token) = token {
-        req = req.header("authorization", format!("Bearer {token}"));
-    }
-    req.body(Body::empty()).unwrap()
-}
-
-fn payment(token: &str) -> Request<Body> {
-    Request::post("/payments")
+fn request(method: &str, path: &str, token: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
         .header("authorization", format!("Bearer {token}"))
         .body(Body::empty())
         .unwrap()
+}
+
+/// Measures `router` answering `method path` with `token`, asserting a 200.
+fn bench_route(
+    c: &mut Criterion,
+    rt: &Runtime,
+    name: &str,
+    router: &Router,
+    route: (&str, &str, &str),
+) {
+    let (method, path, token) = route;
+    c.bench_function(name, |b| {
+        b.to_async(rt).iter(|| async {
+            let res = router
+                .clone()
+                .oneshot(request(method, path, token))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        })
+    });
+}
+
+fn handler() -> impl Handler<((),), ()> {
+    || async { "q1, q2" }
+}
+
+/// A router with a token-trusted `GET /reports` and a strict `POST /payments`.
+fn protected(auth: &Auth) -> Router {
+    Router::new()
+        .route(
+            "/reports",
+            get(handler().layer(auth.token_trusted(READ_REPORTS))),
+        )
+        .route(
+            "/payments",
+            post(handler().layer(auth.strict(CREATE_PAYMENTS))),
+        )
+        .layer(auth.layer())
+}
+
+fn verifier(rt: &Runtime, kinde: &FakeKinde, cache: bool) -> Verifier {
+    let mut builder = Verifier::builder(kinde.issuer()).audience(kinde.audience());
+    if !cache {
+        builder = builder.token_cache_capacity(0);
+    }
+    let verifier = builder.build().unwrap();
+    assert!(rt.block_on(verifier.warm_up()));
+    verifier
+}
+
+fn live(kinde: &FakeKinde, ttl: Duration) -> (LiveCheck, KindeManagementApi) {
+    let (id, secret) = kinde.register_management_client();
+    let source = KindeManagementApi::new(kinde.issuer(), id, secret).unwrap();
+    let check = LiveCheck::builder(source.clone()).time_to_live(ttl).build();
+    (check, source)
 }
 
 fn benches(c: &mut Criterion) {
@@ -44,48 +108,21 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let kinde = rt.block_on(FakeKinde::start());
-    let verifier = Verifier::builder(kinde.issuer())
-        .audience(kinde.audience())
-        .build()
-        .unwrap();
-    assert!(rt.block_on(verifier.warm_up()));
-    let (id, secret) = kinde.register_management_client();
-    let source = KindeManagementApi::new(kinde.issuer(), id, secret).unwrap();
-    let live = LiveCheck::builder(source)
-        .time_to_live(Duration::from_secs(3600))
-        .build();
-    let auth = Auth::new(verifier, live.clone());
     kinde.grant(DEFAULT_ORG, "kp_1", "create:payments");
-    let handler = || async { "q1, q2" };
-    let bare: Router = Router::new().route("/reports", get(handler));
-    let protected: Router = Router::new()
-        .route(
-            "/reports",
-            get(handler.layer(auth.token_trusted(READ_REPORTS))),
-        )
-        .route(
-            "/payments",
-            post(handler.layer(auth.strict(CREATE_PAYMENTS))),
-        )
-        .layer(auth.layer());
     let token = kinde
         .user_token("kp_1")
         .permissions(["read:reports"])
         .sign();
+    let hour = Duration::from_secs(3600);
+    let auth = Auth::new(verifier(&rt, &kinde, true), live(&kinde, hour).0);
+    let app = protected(&auth);
 
-    // The same request (token header included) through a router without claimcheck: what
-    // building, routing and answering the request costs without authorization.
-    c.bench_function("bare", |b| {
-        b.to_async(&rt).iter(|| async {
-            let res = bare.clone().oneshot(request(Some(&token))).await.unwrap();
-            assert_eq!(res.status(), 200);
-        })
-    });
+    let bare: Router = Router::new().route("/reports", get(handler()));
+    bench_route(c, &rt, "bare", &bare, ("GET", "/reports", &token));
 
     let jwk = kinde.current_jwk();
-    let key =
-        DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap())
-            .unwrap();
+    let (n, e) = (jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap());
+    let key = DecodingKey::from_rsa_components(n, e).unwrap();
     let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.set_audience(&[kinde.audience()]);
     validation.set_issuer(&[kinde.issuer()]);
@@ -95,38 +132,34 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    c.bench_function("token_trusted_repeat", |b| {
-        b.to_async(&rt).iter(|| async {
-            let res = protected
-                .clone()
-                .oneshot(request(Some(&token)))
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200);
-        })
-    });
+    let uncached = Auth::new(verifier(&rt, &kinde, false), live(&kinde, hour).0);
+    let first_seen = protected(&uncached);
+    let reports = ("GET", "/reports", token.as_str());
+    bench_route(c, &rt, "token_trusted_first_seen", &first_seen, reports);
+    bench_route(c, &rt, "token_trusted_repeat", &app, reports);
 
-    // Freshness watermarks exist (10 000 other users changed): the check becomes two lookups.
-    let changed = std::time::SystemTime::now();
+    // 10 000 other users changed: the freshness check becomes one cache lookup.
+    let watermarked = Auth::new(verifier(&rt, &kinde, true), live(&kinde, hour).0);
     for i in 0..10_000 {
-        auth.freshness()
-            .mark_user(&format!("kp_other_{i}"), changed);
+        let user = format!("kp_other_{i}");
+        watermarked.freshness().mark_user(&user, SystemTime::now());
     }
-    c.bench_function("token_trusted_repeat_watermarked", |b| {
-        b.to_async(&rt).iter(|| async {
-            let res = protected
-                .clone()
-                .oneshot(request(Some(&token)))
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200);
-        })
-    });
+    let watermarked_app = protected(&watermarked);
+    bench_route(
+        c,
+        &rt,
+        "token_trusted_repeat_watermarked",
+        &watermarked_app,
+        reports,
+    );
 
     // 1000 concurrent cold requests of one user (each with its own token): one upstream call.
     let tokens: Vec<String> = (0..1000).map(|_| kinde.user_token("kp_1").sign()).collect();
+    kinde.reset_calls();
     rt.block_on(async {
-        let burst = tokens.iter().map(|t| protected.clone().oneshot(payment(t)));
+        let burst = tokens
+            .iter()
+            .map(|t| app.clone().oneshot(request("POST", "/payments", t)));
         for res in futures_util::future::join_all(burst).await {
             assert_eq!(res.unwrap().status(), 200);
         }
@@ -137,38 +170,30 @@ fn benches(c: &mut Criterion) {
         "1000 cold strict requests made {upstream} upstream calls"
     );
     println!("strict, 1000 concurrent cold requests of one user: {upstream} upstream call");
+    let payments = ("POST", "/payments", token.as_str());
+    bench_route(c, &rt, "strict_hit", &app, payments);
 
-    c.bench_function("strict_cache_hit", |b| {
+    let (no_cache, source) = live(&kinde, Duration::ZERO);
+    let missing = protected(&Auth::new(verifier(&rt, &kinde, true), no_cache));
+    bench_route(c, &rt, "strict_miss", &missing, payments);
+    c.bench_function("loopback_get", |b| {
         b.to_async(&rt).iter(|| async {
-            let res = protected.clone().oneshot(payment(&token)).await.unwrap();
-            assert_eq!(res.status(), 200);
+            let set = source.user_permissions(DEFAULT_ORG, "kp_1").await.unwrap();
+            assert!(set.contains("create:payments"));
         })
     });
 
-    // Every request verifies in full: the verified-token cache is off for this router.
-    let uncached = Verifier::builder(kinde.issuer())
-        .audience(kinde.audience())
-        .token_cache_capacity(0)
+    let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
+    let tenant = TenantConfiguration::static_builder(jwks)
+        .identifier(kinde.issuer())
+        .audiences(&[kinde.audience()])
         .build()
         .unwrap();
-    assert!(rt.block_on(uncached.warm_up()));
-    let uncached = Auth::new(uncached, live.clone());
-    let first_seen: Router = Router::new()
-        .route(
-            "/reports",
-            get(handler.layer(uncached.token_trusted(READ_REPORTS))),
-        )
-        .layer(uncached.layer());
-    c.bench_function("token_trusted_first_seen", |b| {
-        b.to_async(&rt).iter(|| async {
-            let res = first_seen
-                .clone()
-                .oneshot(request(Some(&token)))
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 200);
-        })
-    });
+    let server = rt.block_on(<OAuth2ResourceServer>::builder().add_tenant(tenant).build());
+    let peer: Router = Router::new()
+        .route("/reports", get(handler()))
+        .layer(server.unwrap().into_layer());
+    bench_route(c, &rt, "peer", &peer, reports);
 }
 
 criterion_group!(verify, benches);

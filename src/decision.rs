@@ -82,16 +82,20 @@ pub struct Decision {
     outcome: Outcome,
     permission: Permission,
     source: Source,
-    age: Option<Duration>,
+    age: Age,
+}
+
+/// How old the data was, kept in the cheapest form to record: a token decision stores `iat`
+/// and turns it into an age only when asked (no clock read on the token-trusted path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Age {
+    Unknown,
+    Measured(Duration),
+    IssuedAt(i64),
 }
 
 impl Decision {
-    pub(crate) fn new(
-        outcome: Outcome,
-        permission: Permission,
-        source: Source,
-        age: Option<Duration>,
-    ) -> Self {
+    pub(crate) fn new(outcome: Outcome, permission: Permission, source: Source, age: Age) -> Self {
         Self {
             outcome,
             permission,
@@ -118,12 +122,29 @@ impl Decision {
     /// How old the data was: time since the token's `iat` for [`Source::Token`], since the
     /// upstream answered for the live sources. `None` when unknown or unavailable.
     pub fn age(&self) -> Option<Duration> {
-        self.age
+        match self.age {
+            Age::Unknown => None,
+            Age::Measured(age) => Some(age),
+            Age::IssuedAt(iat) => {
+                let now = crate::jwt::now_secs() as i64;
+                Some(Duration::from_secs(now.saturating_sub(iat).max(0) as u64))
+            }
+        }
     }
 
-    /// Emits the decision as a `tracing` event.
-    pub(crate) fn trace(&self, subject: &str) {
-        let age_ms = self.age.map(|age| age.as_millis() as u64);
+    /// Emits the decision as a `tracing` event (`subject` is only called when it is recorded).
+    pub(crate) fn trace<'a>(&self, subject: impl FnOnce() -> &'a str) {
+        let enabled = match self.outcome {
+            Outcome::Unavailable => {
+                tracing::enabled!(target: "claimcheck::authz", tracing::Level::WARN)
+            }
+            _ => tracing::enabled!(target: "claimcheck::authz", tracing::Level::DEBUG),
+        };
+        if !enabled {
+            return;
+        }
+        let subject = subject();
+        let age_ms = self.age().map(|age| age.as_millis() as u64);
         let (decision, permission, source) = (
             self.outcome.as_str(),
             self.permission.as_str(),

@@ -11,7 +11,7 @@ use tower::Service;
 
 use super::mode::from_lookup;
 use super::service::{decide, subject};
-use crate::decision::{Decision, Outcome, Source};
+use crate::decision::{Age, Decision, Outcome, Source};
 use crate::error::{AuthError, DEFAULT_RETRY_AFTER};
 use crate::live::{Lookup, SourceError};
 use crate::permission::Permission;
@@ -142,8 +142,13 @@ fn unavailable<S, ReqBody>(
 where
     S: Service<Request<ReqBody>>,
 {
-    let decision = Decision::new(Outcome::Unavailable, permission.clone(), Source::Live, None);
-    decision.trace(subject(request));
+    let decision = Decision::new(
+        Outcome::Unavailable,
+        permission.clone(),
+        Source::Live,
+        Age::Unknown,
+    );
+    decision.trace(|| subject(request));
     tracing::warn!(
         target: "claimcheck::authz",
         reason = error.reason(),

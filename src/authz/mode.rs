@@ -1,9 +1,7 @@
 //! The two ways a route decides: [`TokenTrusted`] and [`Strict`].
 
-use std::time::Duration;
-
 use crate::claims::Claims;
-use crate::decision::{Decision, Outcome, Source};
+use crate::decision::{Age, Decision, Outcome, Source};
 use crate::freshness::Freshness;
 use crate::live::{LiveCheck, Lookup, PermissionQuery};
 use crate::permission::Permission;
@@ -131,10 +129,7 @@ fn from_token(allowed: bool, claims: &Claims, permission: &Permission) -> Decisi
     } else {
         Outcome::Deny
     };
-    let age = claims.issued_at().map(|iat| {
-        let now = crate::jwt::now_secs() as i64;
-        Duration::from_secs(now.saturating_sub(iat).max(0) as u64)
-    });
+    let age = claims.issued_at().map_or(Age::Unknown, Age::IssuedAt);
     Decision::new(outcome, permission.clone(), Source::Token, age)
 }
 
@@ -145,5 +140,10 @@ pub(crate) fn from_lookup(lookup: &Lookup, permission: &Permission) -> Decision 
     } else {
         Outcome::Deny
     };
-    Decision::new(outcome, permission.clone(), lookup.source, Some(lookup.age))
+    Decision::new(
+        outcome,
+        permission.clone(),
+        lookup.source,
+        Age::Measured(lookup.age),
+    )
 }

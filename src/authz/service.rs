@@ -85,7 +85,7 @@ pub(super) fn decide<S, ReqBody, ResBody>(
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    decision.trace(subject(&req));
+    decision.trace(|| subject(&req));
     match decision.outcome() {
         crate::decision::Outcome::Allow => ResponseFuture::call(service.call(req), decision),
         _ => {
