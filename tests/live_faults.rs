@@ -209,3 +209,29 @@ async fn a_request_cancelled_mid_fetch_does_not_stall_the_others() {
     assert_eq!(h.kinde.calls(Endpoint::ManagementPermissions), 1);
     assert_eq!(h.runs(), 1, "the cancelled request's handler never ran");
 }
+
+#[tokio::test]
+async fn a_thousand_concurrent_cold_requests_make_one_upstream_call() {
+    let h = start_via(Via::Management, Duration::from_secs(60)).await;
+    h.kinde.grant(DEFAULT_ORG, "kp_1", "create:payments");
+    h.kinde.set_fault(
+        Endpoint::ManagementPermissions,
+        Fault::Slow(Duration::from_millis(200)),
+    );
+    let token = h.kinde.user_token("kp_1").sign();
+    // In process (1000 sockets would exceed common fd limits); the upstream is real HTTP.
+    let app = common::app(&h.auth, h.runs.clone());
+    let requests = (0..1000).map(|_| {
+        let request = http::Request::post("/payments")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        app.clone().oneshot(request)
+    });
+    for answer in futures_util::future::join_all(requests).await {
+        assert_eq!(answer.unwrap().status(), 200);
+    }
+    assert_eq!(h.kinde.calls(Endpoint::ManagementPermissions), 1);
+    assert_eq!(h.kinde.calls(Endpoint::Token), 1);
+    assert_eq!(h.runs(), 1000);
+}
