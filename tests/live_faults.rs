@@ -96,8 +96,17 @@ async fn every_upstream_fault_fails_closed_and_recovers() {
             assert_eq!(answer.decision.as_deref(), Some("unavailable"), "{name}");
             assert_eq!(h.runs(), 0, "{via:?} {name}: the handler must not run");
 
-            // Nothing was cached: once Kinde recovers the very next request succeeds.
+            // Nothing was cached: once Kinde recovers, the next upstream call succeeds. An
+            // upstream that said when to come back is not called before then (capped at
+            // 200 ms by the test's Backoff).
             h.kinde.clear_fault(via.endpoint());
+            if retry_after.is_some() {
+                let calls = h.kinde.calls(via.endpoint());
+                let paused = h.post("/payments", &token).await;
+                assert_eq!(paused.status, 503, "{via:?} {name}: honours the pause");
+                assert_eq!(h.kinde.calls(via.endpoint()), calls, "{via:?} {name}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
             let retried = h.post("/payments", &token).await;
             assert_eq!(retried.status, 200, "{via:?} {name}: {}", retried.body);
             assert_eq!(h.runs(), 1, "{via:?} {name}");
@@ -118,6 +127,9 @@ async fn a_token_endpoint_outage_fails_closed_for_the_management_api() {
         assert_eq!(h.kinde.calls(Endpoint::ManagementPermissions), 0);
     }
     h.kinde.clear_fault(Endpoint::Token);
+    // Three failures in a row paused upstream calls (100 ms in tests).
+    assert_eq!(h.post("/payments", &token).await.status, 503);
+    tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(h.post("/payments", &token).await.status, 200);
     assert_eq!(h.runs(), 1);
 }
@@ -234,4 +246,49 @@ async fn a_thousand_concurrent_cold_requests_make_one_upstream_call() {
     assert_eq!(h.kinde.calls(Endpoint::ManagementPermissions), 1);
     assert_eq!(h.kinde.calls(Endpoint::Token), 1);
     assert_eq!(h.runs(), 1000);
+}
+
+#[tokio::test]
+async fn a_failing_source_is_not_hammered() {
+    // `live_for` pauses after 3 consecutive failures: 100 ms, doubling, at most 200 ms.
+    let h = start_via(Via::Management, TTL).await;
+    h.kinde.grant(DEFAULT_ORG, "kp_1", "create:payments");
+    let token = h.kinde.user_token("kp_1").sign();
+    h.kinde
+        .set_fault(Endpoint::ManagementPermissions, status(500));
+    for _ in 0..10 {
+        let answer = h.post("/payments", &token).await;
+        assert_eq!(answer.status, 503);
+        assert_eq!(
+            answer
+                .retry_after
+                .as_deref()
+                .map(|s| s.parse::<u64>().is_ok()),
+            Some(true)
+        );
+    }
+    assert_eq!(
+        h.kinde.calls(Endpoint::ManagementPermissions),
+        3,
+        "paused after 3 failures"
+    );
+
+    // After the pause a single probe goes out; it fails, the pause doubles.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let probes = futures_util::future::join_all((0..5).map(|_| h.post("/payments", &token))).await;
+    assert!(probes.iter().all(|a| a.status == 503));
+    assert_eq!(
+        h.kinde.calls(Endpoint::ManagementPermissions),
+        4,
+        "one probe"
+    );
+
+    // Recovery is picked up by the next probe, and everything flows again.
+    h.kinde.clear_fault(Endpoint::ManagementPermissions);
+    tokio::time::sleep(Duration::from_millis(220)).await;
+    assert_eq!(h.post("/payments", &token).await.status, 200);
+    h.live.invalidate_all();
+    assert_eq!(h.post("/payments", &token).await.status, 200);
+    assert_eq!(h.kinde.calls(Endpoint::ManagementPermissions), 6);
+    assert_eq!(h.runs(), 2);
 }

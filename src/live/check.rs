@@ -19,6 +19,7 @@ use moka::sync::Cache;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::backoff::{Backoff, Breaker};
 use super::{PermissionQuery, PermissionSource, SourceError};
 use crate::decision::Source;
 use crate::permission::PermissionSet;
@@ -40,6 +41,7 @@ struct Inner {
     deadline: Duration,
     flights: Mutex<HashMap<Key, Flight>>,
     next_flight: AtomicU64,
+    breaker: Breaker,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -104,6 +106,7 @@ pub struct LiveCheckBuilder {
     ttl: Duration,
     deadline: Duration,
     capacity: u64,
+    backoff: Backoff,
 }
 
 impl LiveCheckBuilder {
@@ -128,6 +131,12 @@ impl LiveCheckBuilder {
         self
     }
 
+    /// When to stop calling a failing source, and for how long (see [`Backoff`]).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
     /// The check.
     pub fn build(self) -> LiveCheck {
         let cache = (!self.ttl.is_zero()).then(|| {
@@ -144,6 +153,7 @@ impl LiveCheckBuilder {
                 deadline: self.deadline,
                 flights: Mutex::new(HashMap::new()),
                 next_flight: AtomicU64::new(0),
+                breaker: Breaker::new(self.backoff),
             }),
         }
     }
@@ -157,6 +167,7 @@ impl LiveCheck {
             ttl: DEFAULT_TTL,
             deadline: DEFAULT_DEADLINE,
             capacity: DEFAULT_CAPACITY,
+            backoff: Backoff::default(),
         }
     }
 
@@ -176,6 +187,10 @@ impl LiveCheck {
             let (mut answer, started) = match Inner::join_or_start(&self.inner, &key, query) {
                 Joined::Cached(entry) => return Ok(entry.lookup(Source::LiveCache)),
                 Joined::Flight { answer, started } => (answer, started),
+                Joined::Paused(wait) => {
+                    let error = SourceError::unavailable("upstream calls paused after failures");
+                    return Err(error.with_retry_after(wait));
+                }
             };
             let waited = tokio::time::timeout_at(give_up, answer.wait_for(Option::is_some)).await;
             let answer = match waited {
@@ -227,6 +242,8 @@ impl LiveCheck {
 
 enum Joined {
     Cached(Entry),
+    /// The source is failing: no new upstream call until this much time has passed.
+    Paused(Duration),
     Flight {
         answer: watch::Receiver<Option<Answer>>,
         started: bool,
@@ -254,6 +271,9 @@ impl Inner {
                 answer: flight.answer.clone(),
                 started: false,
             };
+        }
+        if let Err(wait) = this.breaker.admit() {
+            return Joined::Paused(wait);
         }
         let id = this.next_flight.fetch_add(1, Ordering::Relaxed);
         let (sender, answer) = watch::channel(None);
@@ -307,6 +327,7 @@ async fn fill(mut completion: Completion, query: PermissionQuery) {
         Ok(Err(error)) => Err(error),
         Err(_) => Err(SourceError::unavailable("timed out")),
     };
+
     if let Err(error) = &result {
         tracing::warn!(
             target: "claimcheck::live",
@@ -331,6 +352,14 @@ impl Completion {
         let Some(sender) = self.sender.take() else {
             return;
         };
+        // Every upstream call ends here, even a panicking one: the breaker always hears of it.
+        match &result {
+            Ok(_) => self.inner.breaker.record(Ok(())),
+            Err(error) if error.is_upstream() => {
+                self.inner.breaker.record(Err(error.retry_after()))
+            }
+            Err(_) => {}
+        }
         let mut flights = self.inner.flights();
         let current = flights.get(&self.key).is_some_and(|f| f.id == self.id);
         if current {

@@ -247,9 +247,10 @@ fn join(base: &Url, segments: &[&str]) -> Url {
 /// refused rather than sent.
 pub(super) fn api_url(base: &Url, segments: &[&str]) -> Result<Url, SourceError> {
     if segments.iter().any(|s| matches!(*s, "" | "." | "..")) {
-        return Err(SourceError::unavailable(
-            "user id or org code cannot be a URL path segment",
-        ));
+        return Err(
+            SourceError::unavailable("user id or org code cannot be a URL path segment")
+                .not_upstream(),
+        );
     }
     let mut url = join(base, &["api", "v1"]);
     if let Ok(mut path) = url.path_segments_mut() {

@@ -16,7 +16,7 @@
 //! deadline (default 2 s), never caches an error, and never serves an answer fetched before an
 //! [`invalidate_user`](LiveCheck::invalidate_user) /
 //! [`invalidate_org`](LiveCheck::invalidate_org) / [`invalidate_all`](LiveCheck::invalidate_all)
-//! after it.
+//! after it. A failing source is not hammered: see [`Backoff`].
 //!
 //! Any other source plugs in by implementing [`PermissionSource`]:
 //!
@@ -45,6 +45,7 @@
 //! ```
 
 mod account;
+mod backoff;
 mod check;
 mod management;
 
@@ -55,6 +56,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub use account::KindeAccountApi;
+pub use backoff::Backoff;
 pub use check::{LiveCheck, LiveCheckBuilder, Lookup};
 pub use management::KindeManagementApi;
 
@@ -132,6 +134,9 @@ impl fmt::Debug for PermissionQuery {
 pub struct SourceError {
     reason: Cow<'static, str>,
     retry_after: Option<Duration>,
+    /// Whether the upstream failed (counted by the [`Backoff`] breaker), as opposed to a request
+    /// that could not even be made (an id that cannot be put in a URL).
+    upstream: bool,
 }
 
 impl SourceError {
@@ -140,7 +145,18 @@ impl SourceError {
         Self {
             reason: reason.into(),
             retry_after: None,
+            upstream: true,
         }
+    }
+
+    /// Marks an error the upstream is not to blame for: it does not count towards [`Backoff`].
+    pub(crate) fn not_upstream(mut self) -> Self {
+        self.upstream = false;
+        self
+    }
+
+    pub(crate) fn is_upstream(&self) -> bool {
+        self.upstream
     }
 
     /// Suggests when to try again (from a 429's `RateLimit-Reset`, say).
@@ -165,6 +181,7 @@ impl From<crate::upstream::Failure> for SourceError {
         Self {
             reason: failure.reason.into(),
             retry_after: failure.retry_after,
+            upstream: true,
         }
     }
 }

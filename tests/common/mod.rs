@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use claimcheck::decision::Decision;
 use claimcheck::jwt::VerifierBuilder;
-use claimcheck::live::{KindeAccountApi, KindeManagementApi, LiveCheck, LiveCheckBuilder};
+use claimcheck::live::{Backoff, KindeAccountApi, KindeManagementApi, LiveCheck, LiveCheckBuilder};
 use claimcheck::testing::FakeKinde;
 use claimcheck::{Auth, Claims, Permission, Verifier};
 use serde_json::{Value, json};
@@ -60,7 +60,13 @@ pub fn live_for(kinde: &FakeKinde, via: Via) -> LiveCheckBuilder {
         }
         Via::Account => LiveCheck::builder(KindeAccountApi::new(kinde.issuer()).unwrap()),
     };
-    builder.deadline(Duration::from_millis(800))
+    builder
+        .deadline(Duration::from_millis(800))
+        .backoff(Backoff {
+            after_failures: 3,
+            first_pause: Duration::from_millis(100),
+            max_pause: Duration::from_millis(200),
+        })
 }
 
 impl Drop for Harness {
