@@ -180,9 +180,15 @@ async fn jwks_down_after_warm_up_keeps_serving_the_last_good_keys() {
     let h = start().await;
     for fault in [
         Fault::Down,
+        Fault::Hang,
+        Fault::Drip(Duration::from_millis(60)),
         Fault::Status(500, vec![]),
+        Fault::Status(429, vec![("retry-after".into(), "soon".into())]),
         Fault::Garbage,
-        Fault::Huge(1024 * 1024),
+        Fault::Truncated,
+        Fault::InvalidUtf8,
+        Fault::Nested(100_000),
+        Fault::Huge(10 * 1024 * 1024),
     ] {
         h.kinde.set_fault(Endpoint::Jwks, fault.clone());
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -234,8 +240,17 @@ async fn jwks_faults_cold_are_503s() {
         Fault::Garbage,
         Fault::Huge(1024 * 1024),
         Fault::Status(302, vec![("location".into(), "/.well-known/jwks".into())]),
+        Fault::Status(429, vec![("ratelimit-reset".into(), "-1".into())]),
+        Fault::Truncated,
+        Fault::InvalidUtf8,
+        Fault::Nested(100_000),
+        Fault::Huge(10 * 1024 * 1024),
     ] {
         cold(fault, ms(500)).await;
+    }
+    for fault in [Fault::Hang, Fault::Drip(ms(60))] {
+        let (_, took) = cold(fault.clone(), ms(200)).await;
+        assert!(took < ms(1200), "{fault:?} held the request for {took:?}");
     }
     let (_, took) = cold(Fault::Slow(ms(1500)), ms(200)).await;
     assert!(took < ms(1200), "a slow JWKS held the request for {took:?}");

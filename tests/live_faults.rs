@@ -63,6 +63,56 @@ fn faults(h: &common::Harness) -> Vec<(&'static str, Fault, Option<&'static str>
         ("401 for our credential", status(401), None),
         ("403 for our credential", status(403), None),
         ("404", status(404), None),
+        ("accept, then hang", Fault::Hang, None),
+        (
+            "body dripped byte by byte",
+            Fault::Drip(Duration::from_millis(60)),
+            None,
+        ),
+        ("truncated body", Fault::Truncated, None),
+        ("10 MB body", Fault::Huge(10 * 1024 * 1024), None),
+        ("invalid UTF-8", Fault::InvalidUtf8, None),
+        ("JSON nested 100 000 deep", Fault::Nested(100_000), None),
+        (
+            "redirect loop",
+            Fault::Redirect(format!(
+                "{}{}",
+                h.kinde.issuer(),
+                "/account_api/v1/permissions"
+            )),
+            None,
+        ),
+        (
+            "429, Retry-After an HTTP date",
+            status_with(429, "retry-after", "Wed, 21 Oct 2015 07:28:00 GMT"),
+            None,
+        ),
+        (
+            "429, Retry-After negative",
+            status_with(429, "retry-after", "-5"),
+            None,
+        ),
+        (
+            "429, Retry-After huge",
+            status_with(429, "retry-after", "18446744073709551616"),
+            None,
+        ),
+        (
+            "429, Retry-After garbage",
+            status_with(429, "retry-after", "soon"),
+            None,
+        ),
+        (
+            "429, Retry-After twice",
+            Fault::Status(
+                429,
+                vec![
+                    ("retry-after".into(), "3".into()),
+                    ("retry-after".into(), "9".into()),
+                ],
+            ),
+            Some("3"),
+        ),
     ]
 }
 

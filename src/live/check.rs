@@ -119,7 +119,7 @@ impl LiveCheckBuilder {
     }
 
     /// How long one request waits for the source before answering 503 (default 2 s).
-    /// The upstream call itself is abandoned after the same time.
+    /// The upstream call itself is abandoned when the request that started it gives up.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self
@@ -184,14 +184,16 @@ impl LiveCheck {
         let key = Key::of(query);
         let give_up = Instant::now() + self.inner.deadline;
         loop {
-            let (mut answer, started) = match Inner::join_or_start(&self.inner, &key, query) {
-                Joined::Cached(entry) => return Ok(entry.lookup(Source::LiveCache)),
-                Joined::Flight { answer, started } => (answer, started),
-                Joined::Paused(wait) => {
-                    let error = SourceError::unavailable("upstream calls paused after failures");
-                    return Err(error.with_retry_after(wait));
-                }
-            };
+            let (mut answer, started) =
+                match Inner::join_or_start(&self.inner, &key, query, give_up) {
+                    Joined::Cached(entry) => return Ok(entry.lookup(Source::LiveCache)),
+                    Joined::Flight { answer, started } => (answer, started),
+                    Joined::Paused(wait) => {
+                        let error =
+                            SourceError::unavailable("upstream calls paused after failures");
+                        return Err(error.with_retry_after(wait));
+                    }
+                };
             let waited = tokio::time::timeout_at(give_up, answer.wait_for(Option::is_some)).await;
             let answer = match waited {
                 Err(_) => return Err(SourceError::unavailable("deadline passed")),
@@ -260,7 +262,14 @@ impl Inner {
         (entry.fetched_at.elapsed() < self.ttl).then_some(entry)
     }
 
-    fn join_or_start(this: &Arc<Self>, key: &Key, query: &PermissionQuery) -> Joined {
+    /// Joins the flight for `key`, or starts one that is abandoned at `give_up` (the starting
+    /// caller's deadline: the flight never outlives the caller that started it).
+    fn join_or_start(
+        this: &Arc<Self>,
+        key: &Key,
+        query: &PermissionQuery,
+        give_up: Instant,
+    ) -> Joined {
         let mut flights = this.flights();
         // Looked up again under the lock: a flight may have just filled the cache.
         if let Some(entry) = this.cached(key) {
@@ -291,7 +300,7 @@ impl Inner {
             id,
             sender: Some(sender),
         };
-        tokio::spawn(fill(completion, query.clone()));
+        tokio::spawn(fill(completion, query.clone(), give_up));
         Joined::Flight {
             answer,
             started: true,
@@ -316,9 +325,9 @@ impl Inner {
 
 /// The upstream call of one flight, made in its own task so that no caller's cancellation
 /// can stop it.
-async fn fill(mut completion: Completion, query: PermissionQuery) {
+async fn fill(mut completion: Completion, query: PermissionQuery, give_up: Instant) {
     let inner = completion.inner.clone();
-    let fetched = tokio::time::timeout(inner.deadline, inner.source.permissions(&query)).await;
+    let fetched = tokio::time::timeout_at(give_up, inner.source.permissions(&query)).await;
     let result = match fetched {
         Ok(Ok(set)) => Ok(Entry {
             permissions: Arc::new(set),

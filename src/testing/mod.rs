@@ -29,6 +29,7 @@
 //! ```
 
 mod api;
+mod fault;
 mod keys;
 mod server;
 mod token;
@@ -42,7 +43,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use api::{READ_PERMISSIONS_SCOPE, REFRESH_CLAIMS_SCOPE};
-pub use server::{Endpoint, Fault};
+pub use fault::Fault;
+pub use server::Endpoint;
 pub use token::TokenBuilder;
 pub use webhook::{Session, Webhook};
 

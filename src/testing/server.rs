@@ -4,21 +4,20 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State as AxumState;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use super::api::Directory;
+use super::fault::{Effect, Fault};
 use super::keys::SigningKey;
 use super::token::now;
 
@@ -69,27 +68,6 @@ impl Endpoint {
     fn index(self) -> usize {
         Self::ALL.iter().position(|e| *e == self).unwrap_or(0)
     }
-}
-
-/// A misbehaviour to inject into one endpoint.
-#[non_exhaustive]
-#[derive(Debug, Clone)]
-pub enum Fault {
-    /// The connection is closed without an answer.
-    Down,
-    /// The answer comes after this delay (then normally).
-    Slow(Duration),
-    /// This status, these headers (replacing any of the same name) and a short JSON error body.
-    Status(u16, Vec<(String, String)>),
-    /// 200 with a body that is not JSON.
-    Garbage,
-    /// 200 with a body of this many bytes, streamed without a length.
-    Huge(usize),
-    /// 302 to this location.
-    Redirect(String),
-    /// The answer is computed at once but sent after this delay: data that goes stale while
-    /// in flight.
-    Late(Duration),
 }
 
 pub(crate) struct State {
@@ -214,19 +192,12 @@ async fn answer(
     let mut late = None;
     if let Some(endpoint) = endpoint {
         state.calls[endpoint.index()].fetch_add(1, Ordering::SeqCst);
-        match state.fault(endpoint) {
+        match state.fault(endpoint).map(Fault::effect) {
             None => {}
-            Some(Fault::Down) => return Err(Dropped),
-            Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
-            Some(Fault::Status(status, headers)) => return Ok(status_answer(status, &headers)),
-            Some(Fault::Garbage) => {
-                return Ok(([("content-type", "application/json")], "<html>oops").into_response());
-            }
-            Some(Fault::Huge(size)) => return Ok(huge_answer(size)),
-            Some(Fault::Redirect(location)) => {
-                return Ok(status_answer(302, &[("location".into(), location)]));
-            }
-            Some(Fault::Late(delay)) => late = Some(delay),
+            Some(Effect::Drop) => return Err(Dropped),
+            Some(Effect::Delay(delay)) => tokio::time::sleep(delay).await,
+            Some(Effect::Respond(response)) => return Ok(response),
+            Some(Effect::Late(delay)) => late = Some(delay),
         }
     }
     let response = router.oneshot(req.map(Body::new)).await;
@@ -235,31 +206,6 @@ async fn answer(
         tokio::time::sleep(delay).await;
     }
     Ok(response)
-}
-
-fn status_answer(status: u16, headers: &[(String, String)]) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = json!({"errors": [{"code": "FAULT", "message": "injected fault"}]});
-    let mut response = (status, Json(body)).into_response();
-    for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.as_str()),
-        ) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
-}
-
-fn huge_answer(size: usize) -> Response {
-    const CHUNK: usize = 64 * 1024;
-    let chunks = (0..size.div_ceil(CHUNK)).map(move |i| {
-        let len = CHUNK.min(size - i * CHUNK);
-        Ok::<_, Infallible>(Bytes::from(vec![b' '; len]))
-    });
-    let body = Body::from_stream(futures_util::stream::iter(chunks));
-    ([("content-type", "application/json")], body).into_response()
 }
 
 fn routes(state: Arc<State>) -> Router {
