@@ -41,6 +41,8 @@ pub enum Fault {
     InvalidUtf8,
     /// 200 `application/json` nesting arrays this deep.
     Nested(usize),
+    /// 200 `application/json` with exactly this body.
+    Body(String),
 }
 
 /// What the server does about a fault.
@@ -67,6 +69,7 @@ impl Fault {
             Fault::Drip(delay) => Effect::Respond(drip_answer(delay)),
             Fault::Truncated => Effect::Respond(truncated_answer()),
             Fault::InvalidUtf8 => Effect::Respond(json_body(vec![b'{', 0xff, 0xfe, b'}'])),
+            Fault::Body(body) => Effect::Respond(json_body(body)),
             Fault::Nested(depth) => {
                 let body = "[".repeat(depth) + &"]".repeat(depth);
                 Effect::Respond(json_body(body))
