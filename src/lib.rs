@@ -43,3 +43,13 @@ pub use jwt::Verifier;
 pub use permission::{Permission, PermissionSet};
 #[cfg(feature = "test-util")]
 pub mod testing;
+
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`). Not a stable API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// `Authorization` header parsing, as the authentication layer does it.
+    pub fn bearer(value: &[u8]) -> Result<&str, crate::AuthError> {
+        crate::bearer::parse(value, crate::bearer::DEFAULT_MAX_TOKEN_BYTES)
+    }
+}
