@@ -342,3 +342,47 @@ async fn a_failing_source_is_not_hammered() {
     assert_eq!(h.kinde.calls(Endpoint::ManagementPermissions), 6);
     assert_eq!(h.runs(), 2);
 }
+
+/// A harness owns a FakeKinde; where the upstream under test is elsewhere, it gets a spare.
+async fn spare() -> claimcheck::testing::FakeKinde {
+    claimcheck::testing::FakeKinde::start().await
+}
+
+#[tokio::test]
+async fn connection_refused_fails_closed() {
+    // A port nothing listens on: bind one, note it, close it.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let kinde = claimcheck::testing::FakeKinde::start().await;
+    let verifier = common::verifier_for(&kinde).build().unwrap();
+    assert!(verifier.warm_up().await);
+    for live in [
+        claimcheck::live::LiveCheck::builder(
+            claimcheck::live::KindeAccountApi::new(&closed).unwrap(),
+        ),
+        claimcheck::live::LiveCheck::builder(
+            claimcheck::live::KindeManagementApi::new(&closed, "id", "secret").unwrap(),
+        ),
+    ] {
+        let h = common::start_live(spare().await, verifier.clone(), live.build()).await;
+        let token = kinde.user_token("kp_1").sign();
+        let started = Instant::now();
+        let answer = h.post("/payments", &token).await;
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        assert!(answer.retry_after.is_some());
+        assert!(started.elapsed() < DEADLINE);
+        assert_eq!(h.runs(), 0);
+    }
+
+    // The JWKS on a closed port, cold: 503, not 401.
+    let verifier = common::verifier_for(&kinde)
+        .jwks_url(format!("{closed}/.well-known/jwks.json"))
+        .build()
+        .unwrap();
+    assert!(!verifier.warm_up().await);
+    let h = common::start_with(spare().await, verifier).await;
+    let answer = h.get("/me", Some(&kinde.user_token("kp_1").sign())).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+}

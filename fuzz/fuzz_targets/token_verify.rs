@@ -27,13 +27,20 @@ fn setup() -> &'static Setup {
             .unwrap();
         assert!(rt.block_on(verifier.warm_up()));
         let genuine = kinde.user_token("kp_fuzz").sign();
-        Setup { rt, _kinde: kinde, verifier, genuine }
+        Setup {
+            rt,
+            _kinde: kinde,
+            verifier,
+            genuine,
+        }
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     let s = setup();
-    let Ok(token) = std::str::from_utf8(data) else { return };
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
     if s.rt.block_on(s.verifier.verify(token)).is_ok() {
         assert_eq!(token, s.genuine);
     }

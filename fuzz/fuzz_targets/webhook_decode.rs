@@ -31,7 +31,11 @@ fn setup() -> &'static Setup {
         assert!(rt.block_on(verifier.warm_up()));
         let live = LiveCheck::builder(KindeAccountApi::new(kinde.issuer()).unwrap()).build();
         let receiver = Auth::new(verifier, live).webhook_receiver();
-        Setup { rt, _kinde: kinde, receiver }
+        Setup {
+            rt,
+            _kinde: kinde,
+            receiver,
+        }
     })
 }
 
@@ -44,5 +48,8 @@ fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/jwt"));
     let receipt = s.rt.block_on(s.receiver.receive(&headers, data));
-    assert!(!matches!(receipt, Ok(Receipt::Applied(_))), "an unsigned body took effect");
+    assert!(
+        !matches!(receipt, Ok(Receipt::Applied(_))),
+        "an unsigned body took effect"
+    );
 });
