@@ -9,13 +9,12 @@ use axum::handler::Handler;
 use axum::routing::get;
 use axum::routing::post;
 use claimcheck::live::{Backoff, KindeManagementApi, LiveCheck};
-use claimcheck::testing::{Endpoint, FakeKinde, Fault};
+use claimcheck::testing::{BlockingKinde, Endpoint, Fault};
 use claimcheck::webhook::{Receipt, WebhookReceiver};
-use claimcheck::{Auth, Claims, Permission, Verifier};
+use claimcheck::{Auth, Claims, Permission};
 use http::{HeaderMap, HeaderValue, Request};
 use proptest::prelude::*;
 use serde_json::Value;
-use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
 const CREATE_PAYMENTS: Permission = Permission::from_static("create:payments");
@@ -24,9 +23,7 @@ const CREATE_PAYMENTS: Permission = Permission::from_static("create:payments");
 const GRANTING: &str = r#"{"code":"OK","message":"Success","permissions":[{"id":"p1","key":"create:payments","name":"Pay","description":"Pay","roles":[]}]}"#;
 
 struct Setup {
-    rt: Runtime,
-    kinde: FakeKinde,
-    verifier: Verifier,
+    fake: BlockingKinde,
     app: Router,
     live: LiveCheck,
     token: String,
@@ -39,13 +36,8 @@ struct Setup {
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let rt = Runtime::new().unwrap();
-        let kinde = rt.block_on(FakeKinde::start());
-        let verifier = Verifier::builder(kinde.issuer())
-            .audience(kinde.audience())
-            .build()
-            .unwrap();
-        assert!(rt.block_on(verifier.warm_up()));
+        let fake = BlockingKinde::start();
+        let (kinde, verifier) = (&fake.kinde, &fake.verifier);
         // Never pause: every case must reach the (faulted) upstream.
         let patient = Backoff {
             after_failures: u32::MAX,
@@ -65,9 +57,7 @@ fn setup() -> &'static Setup {
         let token = kinde.user_token("kp_1").sign();
         let webhook = kinde.user_updated("kp_1").token().sign();
         Setup {
-            rt,
-            kinde,
-            verifier,
+            fake,
             app,
             live,
             token,
@@ -106,7 +96,11 @@ fn status_of(header: HeaderValue) -> u16 {
         .header("authorization", header)
         .body(Body::empty())
         .unwrap();
-    let response = s.rt.block_on(s.app.clone().oneshot(request)).unwrap();
+    let response = s
+        .fake
+        .runtime
+        .block_on(s.app.clone().oneshot(request))
+        .unwrap();
     response.status().as_u16()
 }
 
@@ -138,7 +132,7 @@ proptest! {
     #[test]
     fn mutated_tokens_never_verify(token in mutated(Box::leak(setup().token.clone().into_boxed_str()))) {
         let s = setup();
-        let verified = s.rt.block_on(s.verifier.verify(&token));
+        let verified = s.fake.runtime.block_on(s.fake.verifier.verify(&token));
         prop_assert_eq!(verified.is_ok(), token == s.token, "{}", token);
     }
 
@@ -152,7 +146,7 @@ proptest! {
         let s = setup();
         let mut headers = HeaderMap::new();
         headers.insert("content-type", HeaderValue::from_static("application/jwt"));
-        let receipt = s.rt.block_on(s.receiver.receive(&headers, body.as_bytes()));
+        let receipt = s.fake.runtime.block_on(s.receiver.receive(&headers, body.as_bytes()));
         if let Ok(Receipt::Applied(_)) = receipt {
             prop_assert_eq!(body.trim(), s.webhook.as_str());
         }
@@ -178,14 +172,14 @@ proptest! {
         body in prop_oneof![mutated(GRANTING), ".{0,200}", Just(GRANTING.to_owned())]
     ) {
         let s = setup();
-        s.kinde.set_fault(Endpoint::ManagementPermissions, Fault::Body(body.clone()));
+        s.fake.kinde.set_fault(Endpoint::ManagementPermissions, Fault::Body(body.clone()));
         s.live.invalidate_all();
-        let token = s.kinde.user_token("kp_payer").sign();
+        let token = s.fake.kinde.user_token("kp_payer").sign();
         let request = Request::post("/payments")
             .header("authorization", format!("Bearer {token}"))
             .body(Body::empty())
             .unwrap();
-        let status = s.rt.block_on(s.app.clone().oneshot(request)).unwrap().status().as_u16();
+        let status = s.fake.runtime.block_on(s.app.clone().oneshot(request)).unwrap().status().as_u16();
         prop_assert!(matches!(status, 200 | 403 | 503), "status {status}");
         if status == 200 {
             prop_assert!(grants(&body), "allowed on {body}");

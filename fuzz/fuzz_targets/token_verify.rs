@@ -4,44 +4,24 @@
 
 use std::sync::OnceLock;
 
-use claimcheck::Verifier;
-use claimcheck::testing::FakeKinde;
+use claimcheck::testing::BlockingKinde;
 use libfuzzer_sys::fuzz_target;
-use tokio::runtime::Runtime;
 
-struct Setup {
-    rt: Runtime,
-    _kinde: FakeKinde,
-    verifier: Verifier,
-    genuine: String,
-}
-
-fn setup() -> &'static Setup {
-    static SETUP: OnceLock<Setup> = OnceLock::new();
+fn setup() -> &'static (BlockingKinde, String) {
+    static SETUP: OnceLock<(BlockingKinde, String)> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let rt = Runtime::new().unwrap();
-        let kinde = rt.block_on(FakeKinde::start());
-        let verifier = Verifier::builder(kinde.issuer())
-            .audience(kinde.audience())
-            .build()
-            .unwrap();
-        assert!(rt.block_on(verifier.warm_up()));
-        let genuine = kinde.user_token("kp_fuzz").sign();
-        Setup {
-            rt,
-            _kinde: kinde,
-            verifier,
-            genuine,
-        }
+        let fake = BlockingKinde::start();
+        let genuine = fake.kinde.user_token("kp_fuzz").sign();
+        (fake, genuine)
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let s = setup();
+    let (fake, genuine) = setup();
     let Ok(token) = std::str::from_utf8(data) else {
         return;
     };
-    if s.rt.block_on(s.verifier.verify(token)).is_ok() {
-        assert_eq!(token, s.genuine);
+    if fake.runtime.block_on(fake.verifier.verify(token)).is_ok() {
+        assert_eq!(token, genuine);
     }
 });

@@ -307,6 +307,44 @@ impl FakeKinde {
     }
 }
 
+/// A [`FakeKinde`] on its own multi-threaded runtime, with a warmed-up [`Verifier`] for its
+/// tokens: for synchronous harnesses (property tests, fuzz targets) that `block_on` one request
+/// at a time while the fake keeps serving.
+pub struct BlockingKinde {
+    /// The runtime the fake serves on; drive requests with its `block_on`.
+    pub runtime: tokio::runtime::Runtime,
+    /// The fake.
+    pub kinde: FakeKinde,
+    /// A verifier for the fake's tokens (default audience), keys already fetched.
+    pub verifier: crate::Verifier,
+}
+
+impl BlockingKinde {
+    /// Starts the runtime, the fake and the verifier. Panics if any cannot start: test code.
+    pub fn start() -> Self {
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        let kinde = runtime.block_on(FakeKinde::start());
+        let verifier = crate::Verifier::builder(kinde.issuer())
+            .audience(kinde.audience())
+            .build()
+            .expect("verifier for the fake");
+        assert!(runtime.block_on(verifier.warm_up()), "fake JWKS reachable");
+        Self {
+            runtime,
+            kinde,
+            verifier,
+        }
+    }
+}
+
+impl std::fmt::Debug for BlockingKinde {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingKinde")
+            .field("kinde", &self.kinde)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for FakeKinde {
     fn drop(&mut self) {
         self.task.abort();
