@@ -4,7 +4,7 @@
 //! 1. removes any [`Claims`](crate::Claims) extension that came from outside (only this layer
 //!    may vouch for a caller);
 //! 2. reads exactly one `Authorization: Bearer <jwt>` header (see [`bearer`](crate::bearer));
-//! 3. answers from the verified-token cache, or verifies the token with the [`Verifier`];
+//! 3. answers from the verified-token cache, or verifies the token with the [`Verifier`](crate::Verifier);
 //! 4. inserts the `Claims` into the request extensions and calls the inner service.
 //!
 //! A request that fails answers 400/401/503 (see [`error`](crate::error)) without reaching the

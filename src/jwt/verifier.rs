@@ -14,7 +14,7 @@ use crate::error::{AuthError, AuthErrorKind};
 
 /// Verifies access tokens: signature, header and claims. Cheap to clone.
 ///
-/// Built with [`Verifier::builder`]; see [`VerifierBuilder`] for every setting and default.
+/// Built with [`Verifier::builder`]; see [`VerifierBuilder`](super::VerifierBuilder) for every setting and default.
 /// The checks, in order (the first failure decides, and the client only learns "invalid" or
 /// "expired"):
 ///

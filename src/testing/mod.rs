@@ -307,7 +307,7 @@ impl FakeKinde {
     }
 }
 
-/// A [`FakeKinde`] on its own multi-threaded runtime, with a warmed-up [`Verifier`] for its
+/// A [`FakeKinde`] on its own multi-threaded runtime, with a warmed-up [`Verifier`](crate::Verifier) for its
 /// tokens: for synchronous harnesses (property tests, fuzz targets) that `block_on` one request
 /// at a time while the fake keeps serving.
 pub struct BlockingKinde {
