@@ -152,12 +152,28 @@ pub(crate) async fn read_capped(
     Ok(body)
 }
 
+/// `base` with `segments` appended, each percent-encoded into exactly one path segment (`/`,
+/// `?`, `%` and `#` included). `url` silently drops `.` and `..` segments: callers that append
+/// untrusted ids must refuse those first.
+pub(crate) fn join(base: &url::Url, segments: &[&str]) -> url::Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+/// The media type of `Content-Type` without its parameters (`application/json`), if any.
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next().unwrap_or("").trim())
+}
+
 /// `application/json`, `application/problem+json` and the like, with any parameters.
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(essence) = media_type(headers) else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim();
     let Some((kind, sub)) = essence.split_once('/') else {
         return false;
     };

@@ -66,11 +66,8 @@ struct Metadata {
 impl KindeAccountApi {
     /// A source for the Kinde business at `issuer` (the tokens' `iss`).
     pub fn new(issuer: &str) -> Result<Self, ConfigError> {
-        let mut url = upstream::check_url("issuer", issuer)?;
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty()
-                .extend(["account_api", "v1", "permissions"]);
-        }
+        let base = upstream::check_url("issuer", issuer)?;
+        let url = upstream::join(&base, &["account_api", "v1", "permissions"]);
         let client = upstream::client(CONNECT_TIMEOUT, TIMEOUT)
             .map_err(|e| ConfigError::invalid("http client", e.to_string()))?;
         Ok(Self {

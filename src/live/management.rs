@@ -94,7 +94,7 @@ impl KindeManagementApi {
                 "client id and secret must not be empty",
             ));
         }
-        let token_url = join(&base, &["oauth2", "token"]);
+        let token_url = upstream::join(&base, &["oauth2", "token"]);
         let client = upstream::client(CONNECT_TIMEOUT, TIMEOUT)
             .map_err(|e| ConfigError::invalid("http client", e.to_string()))?;
         let audience = format!("{}/api", issuer.trim_end_matches('/'));
@@ -233,15 +233,6 @@ impl PermissionSource for KindeManagementApi {
     }
 }
 
-/// `base` with `segments` appended, each percent-encoded into exactly one path segment.
-fn join(base: &Url, segments: &[&str]) -> Url {
-    let mut url = base.clone();
-    if let Ok(mut path) = url.path_segments_mut() {
-        path.pop_if_empty().extend(segments);
-    }
-    url
-}
-
 /// `{base}/api/v1/{segments…}`, each segment percent-encoded into exactly one path segment.
 /// `.` and `..` cannot be carried in a URL path (every parser folds them), so such ids are
 /// refused rather than sent.
@@ -252,11 +243,7 @@ pub(super) fn api_url(base: &Url, segments: &[&str]) -> Result<Url, SourceError>
                 .not_upstream(),
         );
     }
-    let mut url = join(base, &["api", "v1"]);
-    if let Ok(mut path) = url.path_segments_mut() {
-        path.extend(segments);
-    }
-    Ok(url)
+    Ok(upstream::join(base, &[&["api", "v1"], segments].concat()))
 }
 
 impl fmt::Debug for KindeManagementApi {

@@ -234,12 +234,8 @@ impl std::error::Error for WebhookError {}
 
 /// `application/jwt` (Kinde today) or `text/plain` (some proxies), with any parameters.
 fn acceptable_type(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = value.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case("application/jwt") || essence.eq_ignore_ascii_case("text/plain")
+    crate::upstream::media_type(headers).is_some_and(|essence| {
+        essence.eq_ignore_ascii_case("application/jwt")
+            || essence.eq_ignore_ascii_case("text/plain")
+    })
 }
