@@ -151,40 +151,58 @@ impl AuthError {
         Some(value)
     }
 
-    fn problem_body(&self) -> Bytes {
-        let status = self.status();
-        let mut body = serde_json::json!({
-            "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": self.kind.description(),
-        });
-        if let Some(code) = self.kind.code() {
-            body["error"] = code.into();
-        }
-        if let Some(scope) = &self.scope {
-            body["scope"] = scope.as_ref().into();
-        }
-        Bytes::from(body.to_string())
-    }
-
     /// Renders the rejection for any body type that can be built from bytes
     /// (`axum::body::Body`, `http_body_util::Full<Bytes>`, …).
     pub fn into_http_response<B: From<Bytes>>(self) -> Response<B> {
-        let mut response = Response::new(B::from(self.problem_body()));
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(Ok(value)) = self.www_authenticate().map(HeaderValue::try_from) {
-            headers.insert(header::WWW_AUTHENTICATE, value);
+        let mut extra = serde_json::Map::new();
+        if let Some(code) = self.kind.code() {
+            extra.insert("error".into(), code.into());
         }
-        if let Some(after) = self.retry_after {
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        if let Some(scope) = &self.scope {
+            extra.insert("scope".into(), scope.as_ref().into());
+        }
+        let mut response = problem(
+            self.status(),
+            self.kind.description(),
+            extra,
+            self.retry_after,
+        );
+        if let Some(Ok(value)) = self.www_authenticate().map(HeaderValue::try_from) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }
+}
+
+/// An RFC 9457 `application/problem+json` answer (`no-store`): `type`, `title`, `status`,
+/// `detail` and `extra` members, and `Retry-After` in whole seconds (rounded up) when given.
+pub(crate) fn problem<B: From<Bytes>>(
+    status: StatusCode,
+    detail: &str,
+    extra: serde_json::Map<String, serde_json::Value>,
+    retry_after: Option<Duration>,
+) -> Response<B> {
+    let mut body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    if let Some(members) = body.as_object_mut() {
+        members.extend(extra);
+    }
+    let mut response = Response::new(B::from(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(after) = retry_after {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    response
 }
 
 impl fmt::Debug for AuthError {

@@ -41,7 +41,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, Response, StatusCode};
 use moka::sync::Cache;
 
 pub use event::{Effect, WebhookEvent};
@@ -186,37 +186,20 @@ impl WebhookReceiver {
 
 impl WebhookError {
     fn into_response(self) -> Response<Body> {
-        let (status, detail) = match self {
+        let (status, detail, retry) = match self {
             Self::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "expected an application/jwt body",
+                None,
             ),
-            Self::Invalid(reason) => (StatusCode::BAD_REQUEST, reason),
+            Self::Invalid(reason) => (StatusCode::BAD_REQUEST, reason, None),
             Self::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the issuer's keys are unavailable",
+                Some(DEFAULT_RETRY_AFTER),
             ),
         };
-        let body = serde_json::json!({
-            "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or(""),
-            "status": status.as_u16(),
-            "detail": detail,
-        });
-        let mut response = Response::new(Body::from(body.to_string()));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(DEFAULT_RETRY_AFTER.as_secs()),
-            );
-        }
-        response
+        crate::error::problem(status, detail, serde_json::Map::new(), retry)
     }
 }
 
