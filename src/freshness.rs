@@ -261,6 +261,17 @@ mod tests {
     }
 
     #[test]
+    fn user_and_org_watermarks_expire_after_the_longest_token_lifetime() {
+        let f = Freshness::new(Duration::from_millis(100), 10);
+        f.mark_user("kp_1", at(1_000));
+        f.mark_org("org_1", at(1_000));
+        assert!(f.is_stale(&claims("kp_1", "org_1", Some(900))));
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(f.user_watermark("kp_1"), None);
+        assert!(!f.is_stale(&claims("kp_1", "org_1", Some(900))));
+    }
+
+    #[test]
     fn memory_stays_bounded_under_many_users() {
         let f = Freshness::new(Duration::from_secs(3600), 1_000);
         for i in 0..20_000 {

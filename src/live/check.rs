@@ -537,6 +537,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_cache_holds_at_most_its_capacity() {
+        let source = Arc::new(Scripted::default());
+        let live = LiveCheck::builder(source.clone())
+            .time_to_live(Duration::from_secs(60))
+            .max_capacity(50)
+            .build();
+        for i in 0..1_000 {
+            live.lookup(&query(&format!("kp_{i}"), "org_1"))
+                .await
+                .unwrap();
+        }
+        let cache = live.inner.cache.as_ref().unwrap();
+        cache.run_pending_tasks();
+        assert!(cache.entry_count() <= 50, "{}", cache.entry_count());
+        assert_eq!(source.calls.load(Ordering::SeqCst), 1_000);
+    }
+
+    #[tokio::test]
     async fn a_zero_ttl_disables_the_cache() {
         let source = Arc::new(Scripted::default());
         let live = check(&source, Duration::ZERO);
