@@ -31,15 +31,19 @@ pub enum Outcome {
     Deny,
     /// 503: the data needed to decide could not be had; the handler did not run.
     Unavailable,
+    /// 401: the live source refused the caller's token (it is not, or no longer, valid at the
+    /// issuer); the handler did not run.
+    Refused,
 }
 
 impl Outcome {
-    /// `allow`, `deny` or `unavailable`.
+    /// `allow`, `deny`, `unavailable` or `refused`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Allow => "allow",
             Self::Deny => "deny",
             Self::Unavailable => "unavailable",
+            Self::Refused => "refused",
         }
     }
 }
@@ -104,7 +108,7 @@ impl Decision {
         }
     }
 
-    /// Allow, deny or unavailable.
+    /// Allow, deny, unavailable or refused.
     pub fn outcome(&self) -> Outcome {
         self.outcome
     }
@@ -181,10 +185,15 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         assert_eq!(names, ["token", "live-cache", "live", "coalesced"]);
-        let outcomes: Vec<_> = [Outcome::Allow, Outcome::Deny, Outcome::Unavailable]
-            .iter()
-            .map(|o| o.as_str())
-            .collect();
-        assert_eq!(outcomes, ["allow", "deny", "unavailable"]);
+        let outcomes: Vec<_> = [
+            Outcome::Allow,
+            Outcome::Deny,
+            Outcome::Unavailable,
+            Outcome::Refused,
+        ]
+        .iter()
+        .map(|o| o.as_str())
+        .collect();
+        assert_eq!(outcomes, ["allow", "deny", "unavailable", "refused"]);
     }
 }

@@ -123,6 +123,11 @@ async fn every_upstream_fault_fails_closed_and_recovers() {
         h.kinde.grant(DEFAULT_ORG, "kp_1", "create:payments");
         let token = h.kinde.user_token("kp_1").sign();
         for (name, fault, retry_after) in faults(&h) {
+            if via == Via::Account && name.ends_with("for our credential") {
+                // The Account API is called with the caller's token: a 401/403 there refuses
+                // that token (401 to its holder; tests/refusals.rs), it is not an outage.
+                continue;
+            }
             h.live.invalidate_all();
             h.kinde.set_fault(via.endpoint(), fault);
             let started = Instant::now();

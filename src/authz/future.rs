@@ -12,7 +12,7 @@ use tower::Service;
 use super::mode::from_lookup;
 use super::service::{decide, subject};
 use crate::decision::{Age, Decision, Outcome, Source};
-use crate::error::{AuthError, DEFAULT_RETRY_AFTER};
+use crate::error::AuthError;
 use crate::live::{Lookup, SourceError};
 use crate::permission::Permission;
 
@@ -125,7 +125,7 @@ where
                         .expect("ResponseFuture polled after completion");
                     let next = match looked_up {
                         Ok(lookup) => decide(from_lookup(&lookup, permission), request, service),
-                        Err(error) => unavailable(&error, permission, &request),
+                        Err(error) => failed(&error, permission, &request),
                     };
                     this.state.set(next.state);
                 }
@@ -134,7 +134,9 @@ where
     }
 }
 
-fn unavailable<S, ReqBody>(
+/// The answer when the live source gave no permissions: 503 when it is unavailable, 401 when it
+/// refused the caller's token.
+pub(super) fn failed<S, ReqBody>(
     error: &SourceError,
     permission: &Permission,
     request: &Request<ReqBody>,
@@ -142,18 +144,25 @@ fn unavailable<S, ReqBody>(
 where
     S: Service<Request<ReqBody>>,
 {
-    let decision = Decision::new(
-        Outcome::Unavailable,
-        permission.clone(),
-        Source::Live,
-        Age::Unknown,
-    );
+    let outcome = if error.is_refused() {
+        Outcome::Refused
+    } else {
+        Outcome::Unavailable
+    };
+    let decision = Decision::new(outcome, permission.clone(), Source::Live, Age::Unknown);
     decision.trace(|| subject(request));
-    tracing::warn!(
-        target: "claimcheck::authz",
-        reason = error.reason(),
-        "live permissions unavailable: failing closed"
-    );
-    let retry = error.retry_after().unwrap_or(DEFAULT_RETRY_AFTER);
-    ResponseFuture::reject(AuthError::unavailable(retry), Some(decision))
+    if error.is_refused() {
+        tracing::debug!(
+            target: "claimcheck::authz",
+            reason = error.reason(),
+            "live permissions refused the caller's token"
+        );
+    } else {
+        tracing::warn!(
+            target: "claimcheck::authz",
+            reason = error.reason(),
+            "live permissions unavailable: failing closed"
+        );
+    }
+    ResponseFuture::reject(error.to_auth_error(), Some(decision))
 }

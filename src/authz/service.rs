@@ -61,8 +61,11 @@ where
         };
         let decision = match self.mode.verdict(claims, &self.permission) {
             Verdict::Decided(decision) => decision,
-            Verdict::Live(live, query) => match live.cached(&query) {
-                Some(lookup) => from_lookup(&lookup, &self.permission),
+            Verdict::Live(live, query) => match live.peek(&query) {
+                Some(Ok(lookup)) => from_lookup(&lookup, &self.permission),
+                Some(Err(refused)) => {
+                    return super::future::failed(&refused, &self.permission, &req);
+                }
                 None => {
                     let check = Box::pin(async move { live.lookup(&query).await });
                     // Take the service that was driven to readiness; leave a fresh clone behind.

@@ -25,7 +25,9 @@ const MAX_PAGES: usize = 50;
 ///
 /// Pages are followed while `metadata.has_more` is true, passing
 /// `metadata.next_page_starting_after` as `starting_after`; a cursor that does not advance, or
-/// more than 50 pages, is an error. Kinde has no Account API for machine-to-machine tokens; use
+/// more than 50 pages, is an error. Kinde refusing the caller's token (401/403) is a
+/// [refusal](SourceError::refused): that caller gets 401, nobody else is affected. A token past
+/// its `exp` (let in by the verifier's leeway) is never sent. Kinde has no Account API for machine-to-machine tokens; use
 /// [`KindeManagementApi`](super::KindeManagementApi) if a strict route must serve them. Requests
 /// have a 1 s connect and 2 s total timeout, never follow redirects and read at most 1 MiB.
 ///
@@ -96,7 +98,9 @@ impl KindeAccountApi {
                 }
             }
             let request = self.client.get(url).bearer_auth(token);
-            let page: Page = upstream::json(request, MAX_BODY_BYTES).await?;
+            let page: Page = upstream::json(request, MAX_BODY_BYTES)
+                .await
+                .map_err(refusal_or_failure)?;
             keys.extend(page.data.permissions.unwrap_or_default());
             let next = match page.metadata {
                 Some(Metadata {
@@ -119,9 +123,25 @@ impl KindeAccountApi {
     }
 }
 
+/// Kinde answers 403 "Invalid credentials." (or 401) when it does not accept the caller's own
+/// token: that is the caller's problem, not an outage.
+fn refusal_or_failure(failure: upstream::Failure) -> SourceError {
+    match failure.status {
+        Some(401 | 403) => SourceError::refused(failure.reason),
+        _ => failure.into(),
+    }
+}
+
 impl PermissionSource for KindeAccountApi {
     fn permissions<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a> {
-        Box::pin(self.fetch(query.access_token().expose()))
+        Box::pin(async move {
+            // The verifier's leeway lets a just-expired token in here; Kinde has none for it.
+            let now = i64::try_from(crate::jwt::now_secs()).unwrap_or(i64::MAX);
+            if query.claims().expires_at() <= now {
+                return Err(SourceError::expired());
+            }
+            self.fetch(query.access_token().expose()).await
+        })
     }
 }
 

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::error::Verdict;
+
 /// When and for how long a [`LiveCheck`](super::LiveCheck) stops calling a failing source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
@@ -76,15 +78,21 @@ impl Breaker {
         }
     }
 
-    /// Records how an upstream call ended: `Ok`, or failed with the delay the upstream asked for.
-    pub(crate) fn record(&self, outcome: Result<(), Option<Duration>>) {
+    /// Records how an upstream call ended. A call that says nothing about the upstream's health
+    /// (a caller's own credentials refused, a request never sent) changes no count, but still
+    /// ends a probe, so the next call may probe again.
+    pub(crate) fn record(&self, verdict: Verdict) {
         let mut state = self.state();
-        let asked = match outcome {
-            Ok(()) => {
+        let asked = match verdict {
+            Verdict::Healthy => {
                 *state = State::default();
                 return;
             }
-            Err(asked) => asked,
+            Verdict::Unjudged => {
+                state.probing = false;
+                return;
+            }
+            Verdict::Failed(asked) => asked,
         };
         state.failures = state.failures.saturating_add(1);
         state.probing = false;
@@ -125,40 +133,60 @@ mod tests {
     async fn pauses_after_consecutive_failures_and_doubles() {
         let b = breaker();
         for _ in 0..2 {
-            b.record(Err(None));
+            b.record(Verdict::Failed(None));
             assert_eq!(b.admit(), Ok(()));
         }
-        b.record(Err(None));
+        b.record(Verdict::Failed(None));
         assert_eq!(b.admit(), Err(Duration::from_millis(100)));
         tokio::time::advance(Duration::from_millis(100)).await;
         assert_eq!(b.admit(), Ok(()), "the probe");
         assert!(b.admit().is_err(), "one probe at a time");
-        b.record(Err(None));
+        b.record(Verdict::Failed(None));
         assert_eq!(b.admit(), Err(Duration::from_millis(200)));
         tokio::time::advance(Duration::from_millis(200)).await;
         assert_eq!(b.admit(), Ok(()));
-        b.record(Ok(()));
+        b.record(Verdict::Healthy);
         assert_eq!(b.admit(), Ok(()));
-        b.record(Err(None));
+        b.record(Verdict::Failed(None));
         assert_eq!(b.admit(), Ok(()), "failures counted afresh after a success");
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_upstream_asking_for_a_pause_gets_it_at_once_within_the_cap() {
         let b = breaker();
-        b.record(Err(Some(Duration::from_millis(700))));
+        b.record(Verdict::Failed(Some(Duration::from_millis(700))));
         assert_eq!(b.admit(), Err(Duration::from_millis(700)));
         tokio::time::advance(Duration::from_millis(700)).await;
         assert_eq!(b.admit(), Ok(()));
-        b.record(Err(Some(Duration::from_secs(3600))));
+        b.record(Verdict::Failed(Some(Duration::from_secs(3600))));
         assert_eq!(b.admit(), Err(Duration::from_millis(1000)), "capped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unjudged_call_neither_counts_nor_leaves_a_probe_hanging() {
+        let b = breaker();
+        for _ in 0..10 {
+            b.record(Verdict::Unjudged);
+        }
+        assert_eq!(b.admit(), Ok(()), "refusals are not failures");
+        for _ in 0..3 {
+            b.record(Verdict::Failed(None));
+        }
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(b.admit(), Ok(()), "the probe");
+        b.record(Verdict::Unjudged);
+        assert_eq!(
+            b.admit(),
+            Ok(()),
+            "a probe that was refused lets the next one out"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn many_failures_do_not_overflow() {
         let b = breaker();
         for _ in 0..1000 {
-            b.record(Err(None));
+            b.record(Verdict::Failed(None));
         }
         assert_eq!(b.admit(), Err(Duration::from_millis(1000)));
     }

@@ -239,8 +239,7 @@ impl PermissionSource for KindeManagementApi {
 pub(super) fn api_url(base: &Url, segments: &[&str]) -> Result<Url, SourceError> {
     if segments.iter().any(|s| matches!(*s, "" | "." | "..")) {
         return Err(
-            SourceError::unavailable("user id or org code cannot be a URL path segment")
-                .not_upstream(),
+            SourceError::unavailable("user id or org code cannot be a URL path segment").not_sent(),
         );
     }
     Ok(upstream::join(base, &[&["api", "v1"], segments].concat()))

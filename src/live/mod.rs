@@ -12,11 +12,19 @@
 //!
 //! [`LiveCheck`] caches the answer per (issuer, user, organization) for a short time-to-live
 //! (default 5 s) so one upstream call serves every strict route of that user, coalesces
-//! concurrent misses into one upstream call made in a spawned task, gives each caller its own
-//! deadline (default 2 s), never caches an error, and never serves an answer fetched before an
-//! [`invalidate_user`](LiveCheck::invalidate_user) /
+//! concurrent misses of one token into one upstream call made in a spawned task, gives each
+//! caller its own deadline (default 2 s), never caches an error, and never serves an answer
+//! fetched before an [`invalidate_user`](LiveCheck::invalidate_user) /
 //! [`invalidate_org`](LiveCheck::invalidate_org) / [`invalidate_all`](LiveCheck::invalidate_all)
-//! after it. A failing source is not hammered: see [`Backoff`].
+//! after it (each is O(1), whatever the cache holds). A failing source is not hammered: see
+//! [`Backoff`].
+//!
+//! One caller's bad token is never everyone's outage. When the source refuses the caller's own
+//! credentials ([`SourceError::refused`]: Kinde's Account API answering 401/403 to a token it no
+//! longer accepts), that caller gets 401 `invalid_token`, the breaker does not count it, callers
+//! with other tokens never receive that refusal, and the token is answered from memory for
+//! [`refusal_memory`](LiveCheckBuilder::refusal_memory) (default 30 s) so a client retrying it
+//! cannot drive Kinde's application-wide rate limit. See [`SourceError`] for every case.
 //!
 //! Any other source plugs in by implementing [`PermissionSource`]:
 //!
@@ -47,17 +55,20 @@
 mod account;
 mod backoff;
 mod check;
+mod error;
+mod flight;
+mod invalidation;
 mod management;
+mod refusal;
 
-use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
 pub use account::KindeAccountApi;
 pub use backoff::Backoff;
 pub use check::{LiveCheck, LiveCheckBuilder, Lookup};
+pub use error::SourceError;
 pub use management::KindeManagementApi;
 
 use crate::claims::{AccessToken, Claims};
@@ -128,68 +139,5 @@ impl fmt::Debug for PermissionQuery {
     }
 }
 
-/// A [`PermissionSource`] could not answer. Strict routes then answer 503 with `Retry-After`
-/// (the source's suggestion when it has one) and the error is not cached.
-#[derive(Debug, Clone)]
-pub struct SourceError {
-    reason: Cow<'static, str>,
-    retry_after: Option<Duration>,
-    /// Whether the upstream failed (counted by the [`Backoff`] breaker), as opposed to a request
-    /// that could not even be made (an id that cannot be put in a URL).
-    upstream: bool,
-}
-
-impl SourceError {
-    /// The source is unavailable, for `reason` (logged; never shown to clients).
-    pub fn unavailable(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            reason: reason.into(),
-            retry_after: None,
-            upstream: true,
-        }
-    }
-
-    /// Marks an error the upstream is not to blame for: it does not count towards [`Backoff`].
-    pub(crate) fn not_upstream(mut self) -> Self {
-        self.upstream = false;
-        self
-    }
-
-    pub(crate) fn is_upstream(&self) -> bool {
-        self.upstream
-    }
-
-    /// Suggests when to try again (from a 429's `RateLimit-Reset`, say).
-    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
-        self.retry_after = Some(retry_after);
-        self
-    }
-
-    /// Why.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-
-    /// The suggested delay, if the source gave one.
-    pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
-    }
-}
-
-impl From<crate::upstream::Failure> for SourceError {
-    fn from(failure: crate::upstream::Failure) -> Self {
-        Self {
-            reason: failure.reason.into(),
-            retry_after: failure.retry_after,
-            upstream: true,
-        }
-    }
-}
-
-impl fmt::Display for SourceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "permission source unavailable: {}", self.reason)
-    }
-}
-
-impl std::error::Error for SourceError {}
+#[cfg(test)]
+mod tests;

@@ -32,6 +32,7 @@ pub(crate) struct Directory {
     refreshes: Mutex<HashMap<String, u64>>,
     management_tokens: Mutex<HashMap<String, Vec<String>>>,
     sessions: Mutex<HashMap<String, SessionRecord>>,
+    signed_out: Mutex<BTreeSet<String>>,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,6 +65,14 @@ impl Directory {
 
     pub(crate) fn record_management_token(&self, token: &str, scopes: &[String]) {
         locked(&self.management_tokens).insert(token.to_owned(), scopes.to_vec());
+    }
+
+    pub(crate) fn sign_out(&self, access_token: &str) {
+        locked(&self.signed_out).insert(access_token.to_owned());
+    }
+
+    fn is_signed_out(&self, access_token: &str) -> bool {
+        locked(&self.signed_out).contains(access_token)
     }
 
     pub(crate) fn forget_management_tokens(&self) {
@@ -190,9 +199,12 @@ struct PageQuery {
     starting_after: Option<String>,
 }
 
-/// `(sub, org_code)` of a user access token this fake signed with a key it holds and that has
-/// not expired.
+/// `(sub, org_code)` of a user access token this fake signed with a key it holds, that has
+/// not expired and was not signed out.
 fn token_user(state: &State, token: &str) -> Option<(String, String)> {
+    if state.directory.is_signed_out(token) {
+        return None;
+    }
     let mut parts = token.split('.');
     let (header, payload, signature) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {

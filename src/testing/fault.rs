@@ -1,7 +1,7 @@
 //! Faults the fake Kinde can inject into one endpoint, and the answers they produce.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
@@ -43,6 +43,62 @@ pub enum Fault {
     Nested(usize),
     /// 200 `application/json` with exactly this body.
     Body(String),
+}
+
+/// Kinde's application-wide rate limit, modelled: at most `calls` API requests (token,
+/// Management API and Account API endpoints together, whoever sends them) per `window`; past
+/// that, every API request is answered 429 with `RateLimit-Reset` until the window ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// API requests allowed per window.
+    pub calls: usize,
+    /// The window (fixed, starting at the first request after the previous one ended).
+    pub window: Duration,
+}
+
+/// The state of a [`RateLimit`].
+pub(crate) struct Limiter {
+    limit: RateLimit,
+    window_start: Option<Instant>,
+    used: usize,
+    refused: usize,
+}
+
+impl Limiter {
+    pub(crate) fn new(limit: RateLimit) -> Self {
+        Self {
+            limit,
+            window_start: None,
+            used: 0,
+            refused: 0,
+        }
+    }
+
+    /// Counts one request; the 429 to answer when it is over the limit.
+    pub(crate) fn admit(&mut self) -> Option<Response> {
+        let now = Instant::now();
+        let start = match self.window_start {
+            Some(start) if now.duration_since(start) < self.limit.window => start,
+            _ => {
+                self.used = 0;
+                *self.window_start.insert(now)
+            }
+        };
+        self.used += 1;
+        if self.used <= self.limit.calls {
+            return None;
+        }
+        self.refused += 1;
+        let left = self.limit.window.saturating_sub(now.duration_since(start));
+        let reset = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        let headers = [("ratelimit-reset".to_owned(), reset.max(1).to_string())];
+        Some(status_answer(429, &headers))
+    }
+
+    /// Requests answered 429 so far.
+    pub(crate) fn refused(&self) -> usize {
+        self.refused
+    }
 }
 
 /// What the server does about a fault.

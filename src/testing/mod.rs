@@ -43,7 +43,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use api::{READ_PERMISSIONS_SCOPE, REFRESH_CLAIMS_SCOPE};
-pub use fault::Fault;
+pub use fault::{Fault, RateLimit};
 pub use server::Endpoint;
 pub use token::TokenBuilder;
 pub use webhook::{Session, Webhook};
@@ -294,6 +294,23 @@ impl FakeKinde {
     /// Makes `endpoint` behave again.
     pub fn clear_fault(&self, endpoint: Endpoint) {
         self.state.set_fault(endpoint, None);
+    }
+
+    /// Applies Kinde's application-wide API rate limit from now on (`None`: no limit, the
+    /// default). See [`RateLimit`].
+    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        self.state.set_rate_limit(limit);
+    }
+
+    /// API requests answered 429 by the rate limit so far.
+    pub fn rate_limited(&self) -> usize {
+        self.state.rate_limited()
+    }
+
+    /// Signs `access_token` out: the Account API refuses it from now on (403 "Invalid
+    /// credentials."), though its signature and `exp` still verify, as after a logout at Kinde.
+    pub fn sign_out(&self, access_token: &str) {
+        self.state.directory.sign_out(access_token);
     }
 
     /// Requests received by `endpoint` (faulted ones included).

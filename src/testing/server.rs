@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use super::api::Directory;
-use super::fault::{Effect, Fault};
+use super::fault::{Effect, Fault, Limiter, RateLimit};
 use super::keys::SigningKey;
 use super::token::now;
 
@@ -68,6 +68,11 @@ impl Endpoint {
     fn index(self) -> usize {
         Self::ALL.iter().position(|e| *e == self).unwrap_or(0)
     }
+
+    /// Whether Kinde's API rate limit applies (everything but the JWKS and discovery).
+    fn is_api(self) -> bool {
+        !matches!(self, Self::Jwks | Self::Discovery)
+    }
 }
 
 pub(crate) struct State {
@@ -78,6 +83,7 @@ pub(crate) struct State {
     pub(crate) extra_jwks: RwLock<Vec<Value>>,
     pub(crate) retired: RwLock<Vec<String>>,
     faults: Mutex<HashMap<Endpoint, Fault>>,
+    limiter: Mutex<Option<Limiter>>,
     calls: [AtomicUsize; Endpoint::ALL.len()],
     pub(crate) clients: Mutex<HashMap<String, (String, Vec<String>)>>,
     pub(crate) directory: Directory,
@@ -93,6 +99,7 @@ impl State {
             extra_jwks: RwLock::new(Vec::new()),
             retired: RwLock::new(Vec::new()),
             faults: Mutex::new(HashMap::new()),
+            limiter: Mutex::new(None),
             calls: Default::default(),
             clients: Mutex::new(HashMap::new()),
             directory: Directory::default(),
@@ -113,6 +120,24 @@ impl State {
             Some(fault) => faults.insert(endpoint, fault),
             None => faults.remove(&endpoint),
         };
+    }
+
+    pub(crate) fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        *self.limiter.lock().unwrap_or_else(|e| e.into_inner()) = limit.map(Limiter::new);
+    }
+
+    pub(crate) fn rate_limited(&self) -> usize {
+        let limiter = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        limiter.as_ref().map_or(0, Limiter::refused)
+    }
+
+    /// The 429 to answer if `endpoint` is over the application's rate limit.
+    fn over_limit(&self, endpoint: Endpoint) -> Option<Response> {
+        if !endpoint.is_api() {
+            return None;
+        }
+        let mut limiter = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        limiter.as_mut()?.admit()
     }
 
     fn fault(&self, endpoint: Endpoint) -> Option<Fault> {
@@ -192,6 +217,9 @@ async fn answer(
     let mut late = None;
     if let Some(endpoint) = endpoint {
         state.calls[endpoint.index()].fetch_add(1, Ordering::SeqCst);
+        if let Some(throttled) = state.over_limit(endpoint) {
+            return Ok(throttled);
+        }
         match state.fault(endpoint).map(Fault::effect) {
             None => {}
             Some(Effect::Drop) => return Err(Dropped),
