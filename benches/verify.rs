@@ -88,7 +88,7 @@ fn protected(auth: &Auth) -> Router {
 fn verifier(rt: &Runtime, kinde: &FakeKinde, cache: bool) -> Verifier {
     let mut builder = Verifier::builder(kinde.issuer()).audience(kinde.audience());
     if !cache {
-        builder = builder.token_cache_capacity(0);
+        builder = builder.token_cache_max_bytes(0);
     }
     let verifier = builder.build().unwrap();
     assert!(rt.block_on(verifier.warm_up()));

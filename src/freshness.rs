@@ -206,7 +206,7 @@ mod tests {
         let json =
             format!(r#"{{"iss":"i","exp":9999999999,"sub":"{sub}","org_code":"{org}"{iat}}}"#);
         let repr: Repr = serde_json::from_str(&json).unwrap();
-        Claims::from_parts(repr, json.into(), AccessToken::new(Arc::from("t")))
+        Claims::from_parts(repr, AccessToken::new(Arc::from("t")))
     }
 
     fn at(secs: i64) -> SystemTime {

@@ -106,6 +106,42 @@ async fn a_retired_key_stops_verifying_once_the_set_is_refetched() {
 }
 
 #[tokio::test]
+async fn a_cached_token_is_dropped_when_its_key_is_withdrawn() {
+    let h = start().await;
+    let old_kid = h.kinde.current_kid();
+    let cached = h.kinde.user_token("kp_1").sign();
+    assert_eq!(h.get("/me", Some(&cached)).await.status, 200);
+    // A second key, published and used before the first is withdrawn.
+    let spare_kid = h.kinde.rotate_key();
+    let spare = h.kinde.user_token("kp_2").sign();
+    tokio::time::sleep(Duration::from_millis(250)).await; // past the 200 ms cooldown
+    assert_eq!(
+        h.get("/me", Some(&spare)).await.status,
+        200,
+        "refetch picks it up"
+    );
+    assert_eq!(h.verifier.key_store().key_count(), 2);
+
+    // The issuer stops publishing the first key (a leak, say) and starts a third.
+    h.kinde.retire_key(&old_kid);
+    h.kinde.rotate_key();
+    assert_eq!(
+        h.get("/me", Some(&cached)).await.status,
+        200,
+        "not refetched yet"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let newest = h.kinde.user_token("kp_3").sign();
+    assert_eq!(h.get("/me", Some(&newest)).await.status, 200, "refetch");
+    assert_eq!(h.verifier.key_store().key_count(), 2);
+    // Right after the refetch: the token cached under the withdrawn key is refused...
+    h.get("/me", Some(&cached)).await.assert_invalid_token();
+    // ...while one cached under a key still published is served as before.
+    assert_eq!(h.get("/me", Some(&spare)).await.status, 200);
+    assert!(h.verifier.key_store().key_count() == 2 && spare_kid != old_kid);
+}
+
+#[tokio::test]
 async fn a_key_published_for_encryption_is_not_used_to_verify() {
     let h = start().await;
     let mut jwk = h.kinde.current_jwk();

@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::start;
+use std::time::Duration;
+
+use common::{start, start_with, verifier_for};
 use serde_json::json;
 
 #[tokio::test]
@@ -345,4 +347,44 @@ async fn permission_rules_on_token_trusted_routes() {
         .claim("x-hasura-permissions", json!(["read:reports"]))
         .sign();
     assert_eq!(h.get("/reports", Some(&hasura)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_maximum_token_age_refuses_old_tokens_whatever_their_exp() {
+    let kinde = claimcheck::testing::FakeKinde::start().await;
+    let verifier = verifier_for(&kinde)
+        .max_token_age(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    assert!(verifier.warm_up().await);
+    let h = start_with(kinde, verifier).await;
+    let young = h.kinde.user_token("kp_1").issued_in(-60).sign();
+    assert_eq!(h.get("/me", Some(&young)).await.status, 200);
+    // 20 minutes old, valid for hours by its exp: too old.
+    let old = h
+        .kinde
+        .user_token("kp_1")
+        .issued_in(-1200)
+        .expires_in(3 * 3600)
+        .sign();
+    let answer = h.get("/me", Some(&old)).await;
+    answer.assert_invalid_token();
+    assert_eq!(answer.json()["detail"], "The access token expired");
+    // Inside the 30 s leeway of the age limit: accepted, as for exp.
+    let edge = h.kinde.user_token("kp_1").issued_in(-610).sign();
+    assert_eq!(h.get("/me", Some(&edge)).await.status, 200);
+    let ageless = h.kinde.user_token("kp_1").without_claim("iat").sign();
+    let answer = h.get("/me", Some(&ageless)).await;
+    answer.assert_invalid_token();
+    assert_eq!(answer.json()["detail"], "The access token is invalid");
+
+    // Off by default: the same old token is fine where no age limit is set.
+    let default = start().await;
+    let old = default
+        .kinde
+        .user_token("kp_1")
+        .issued_in(-1200)
+        .expires_in(3 * 3600)
+        .sign();
+    assert_eq!(default.get("/me", Some(&old)).await.status, 200);
 }

@@ -12,6 +12,11 @@ use super::verifier::Inner;
 use crate::bearer::DEFAULT_MAX_TOKEN_BYTES;
 use crate::error::ConfigError;
 
+/// Default byte budget of the verified-token cache.
+const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Default weight above which a verified token is not cached.
+const DEFAULT_CACHE_ENTRY_BYTES: u32 = 256 * 1024;
+
 /// Builds a [`Verifier`].
 ///
 /// ```
@@ -33,8 +38,10 @@ pub struct VerifierBuilder {
     jwks_url: Option<String>,
     algorithms: Vec<Algorithm>,
     leeway: Duration,
+    max_token_age: Option<Duration>,
     max_token_bytes: usize,
-    cache_capacity: u64,
+    cache_max_bytes: u64,
+    cache_max_entry_bytes: u32,
     cache_max_ttl: Duration,
     timing: KeyTiming,
     limits: FetchLimits,
@@ -50,8 +57,10 @@ impl Verifier {
             jwks_url: None,
             algorithms: vec![Algorithm::RS256],
             leeway: Duration::from_secs(30),
+            max_token_age: None,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
-            cache_capacity: 10_000,
+            cache_max_bytes: DEFAULT_CACHE_BYTES,
+            cache_max_entry_bytes: DEFAULT_CACHE_ENTRY_BYTES,
             cache_max_ttl: Duration::from_secs(600),
             timing: KeyTiming {
                 cooldown: Duration::from_secs(30),
@@ -100,16 +109,44 @@ impl VerifierBuilder {
         self
     }
 
+    /// Refuses tokens issued (`iat`) more than `age` ago, whatever their `exp` says (401,
+    /// "expired"), as `express-oauth2-jwt-bearer`'s `maxTokenAge` does; tokens without `iat` are
+    /// then refused too. Off by default: Kinde's 24 h `exp` decides.
+    pub fn max_token_age(mut self, age: Duration) -> Self {
+        self.max_token_age = Some(age);
+        self
+    }
+
     /// Largest token accepted, in bytes. Default 8 KiB.
     pub fn max_token_bytes(mut self, bytes: usize) -> Self {
         self.max_token_bytes = bytes;
         self
     }
 
-    /// How many verified tokens to remember (0 turns the cache off). Default 10 000.
-    pub fn token_cache_capacity(mut self, capacity: u64) -> Self {
-        self.cache_capacity = capacity;
+    /// Memory the verified-token cache may use, in bytes of what its entries really hold (the
+    /// token, its parsed claims and the cache's bookkeeping, counted twice to cover the
+    /// allocator's fragmentation once it evicts; a typical Kinde token weighs about 6 KiB, an
+    /// 8 KiB token with 1 300 permissions about 180 KiB). 0 turns the cache off. Default 64 MiB.
+    pub fn token_cache_max_bytes(mut self, bytes: u64) -> Self {
+        self.cache_max_bytes = bytes;
         self
+    }
+
+    /// A verified token weighing more than this (see
+    /// [`token_cache_max_bytes`](Self::token_cache_max_bytes)) is not cached: it is verified on
+    /// every request instead of crowding out others. Default 256 KiB.
+    pub fn token_cache_max_entry_bytes(mut self, bytes: u32) -> Self {
+        self.cache_max_entry_bytes = bytes;
+        self
+    }
+
+    /// How many verified tokens to remember, counted as 4 KiB each (0 turns the cache off).
+    #[deprecated(
+        since = "0.2.0",
+        note = "the cache is bounded in bytes now: use `token_cache_max_bytes`"
+    )]
+    pub fn token_cache_capacity(self, capacity: u64) -> Self {
+        self.token_cache_max_bytes(capacity.saturating_mul(4096))
     }
 
     /// Longest a verified token is remembered (never past its `exp`). Default 10 min.
@@ -185,13 +222,19 @@ impl VerifierBuilder {
         )
         .map_err(|e| ConfigError::invalid("jwks http client", e.to_string()))?;
         let leeway = self.leeway.as_secs();
-        let cache = (self.cache_capacity > 0)
-            .then(|| TokenCache::new(self.cache_capacity, self.cache_max_ttl, leeway));
+        let cache = (self.cache_max_bytes > 0).then(|| {
+            TokenCache::new(
+                self.cache_max_bytes,
+                self.cache_max_entry_bytes,
+                self.cache_max_ttl,
+            )
+        });
         Ok(Verifier::from_inner(Inner {
             issuer,
             audiences: self.audiences,
             algorithms: self.algorithms,
             leeway,
+            max_token_age: self.max_token_age.map(|age| age.as_secs()),
             max_token_bytes: self.max_token_bytes,
             keys: KeyStore::new(source, published, self.timing),
             cache,

@@ -1,9 +1,17 @@
 //! The verified-token cache: a token seen before is not verified again.
 //!
 //! Keyed by the token's exact bytes (never a short hash, so a collision cannot be forged),
-//! valued by its [`Claims`]. An entry lives at most until the token's `exp` (plus leeway) and at
-//! most `max_ttl`; the cache holds at most `capacity` tokens. Only tokens that passed every
-//! check are inserted, so a hit is exactly as trustworthy as a fresh verification.
+//! valued by its [`Claims`] and the key that verified it. Only tokens that passed every check
+//! are inserted, and a hit stays exactly as trustworthy as a fresh verification:
+//!
+//! - an entry lives at most until the token's `exp` (or its `iat` + `max_token_age`) plus
+//!   leeway, and at most `max_ttl`; both are checked exactly on every hit;
+//! - an entry whose signing key has left the issuer's key set is not served (checked on a hit
+//!   whenever the key set lost a key since the entry was made; one atomic load otherwise);
+//! - the cache is bounded in **bytes** of what entries really hold (the token, the parsed
+//!   claims and the cache's own bookkeeping, counted twice to cover the allocator's
+//!   fragmentation under eviction), not in entries; an entry heavier than `max_entry_bytes` is verified but
+//!   not cached.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,29 +19,89 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use moka::Expiry;
 use moka::sync::Cache;
 
+use super::jwk::VerifyingKey;
 use crate::claims::Claims;
 
+/// Bytes the cache itself spends per entry (hash-table slot, access-order and timer nodes,
+/// reference counts), measured with `tests/token_cache_memory.rs`.
+const ENTRY_OVERHEAD: usize = 320;
+
+/// Weight per byte held: an entry weighs what it holds and as much again for the allocator's
+/// fragmentation once the cache is full and evicting. Measured with glibc's malloc on
+/// `tests/token_cache_memory.rs`: resident memory grew 1.3x (few large allocations) to 1.7x
+/// (many small ones) the bytes held by the live entries, varying from run to run.
+const WEIGHT_PER_BYTE: usize = 2;
+
+/// A verified token, as cached.
+#[derive(Clone)]
+pub(crate) struct Verified {
+    pub(crate) claims: Claims,
+    /// The key that verified the signature, and the key set's epoch when it was looked up.
+    pub(crate) key: Arc<VerifyingKey>,
+    pub(crate) kid: Arc<str>,
+    pub(crate) epoch: u64,
+    /// Unix seconds after which the token is no longer accepted (leeway included).
+    valid_until: i64,
+    weight: u32,
+}
+
+impl Verified {
+    pub(crate) fn new(
+        claims: Claims,
+        key: Arc<VerifyingKey>,
+        kid: &str,
+        epoch: u64,
+        valid_until: i64,
+    ) -> Self {
+        let kid: Arc<str> = Arc::from(kid);
+        let held = ENTRY_OVERHEAD + claims.heap_bytes() + kid.len() + 32;
+        let bytes = held * WEIGHT_PER_BYTE;
+        Self {
+            claims,
+            key,
+            kid,
+            epoch,
+            valid_until,
+            weight: u32::try_from(bytes).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Bytes this entry holds.
+    #[cfg(test)]
+    pub(crate) fn weight(&self) -> u32 {
+        self.weight
+    }
+}
+
+/// What the verified-token cache holds: see [`Verifier::token_cache_usage`](super::Verifier::token_cache_usage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct TokenCacheUsage {
+    /// Tokens cached.
+    pub entries: u64,
+    /// Bytes they hold, as weighed against the budget.
+    pub bytes: u64,
+}
+
 pub(crate) struct TokenCache {
-    cache: Cache<Arc<str>, Claims, foldhash::fast::RandomState>,
-    leeway: u64,
+    cache: Cache<Arc<str>, Verified, foldhash::fast::RandomState>,
+    max_entry_bytes: u32,
 }
 
 struct UntilExpiry {
-    leeway: u64,
     max_ttl: Duration,
 }
 
-impl Expiry<Arc<str>, Claims> for UntilExpiry {
-    fn expire_after_create(&self, _: &Arc<str>, claims: &Claims, _: Instant) -> Option<Duration> {
-        let remaining = remaining_secs(claims.expires_at(), self.leeway, now_secs());
+impl Expiry<Arc<str>, Verified> for UntilExpiry {
+    fn expire_after_create(&self, _: &Arc<str>, entry: &Verified, _: Instant) -> Option<Duration> {
+        let remaining = remaining_secs(entry.valid_until, now_secs());
         Some(Duration::from_secs(remaining).min(self.max_ttl))
     }
 }
 
-/// Seconds from `now` until `exp + leeway`, zero when already past.
-fn remaining_secs(exp: i64, leeway: u64, now: u64) -> u64 {
-    let deadline = i128::from(exp) + i128::from(leeway);
-    u64::try_from((deadline - i128::from(now)).max(0)).unwrap_or(u64::MAX)
+/// Seconds from `now` until `deadline`, zero when already past.
+fn remaining_secs(deadline: i64, now: u64) -> u64 {
+    u64::try_from((i128::from(deadline) - i128::from(now)).max(0)).unwrap_or(u64::MAX)
 }
 
 pub(crate) fn now_secs() -> u64 {
@@ -43,30 +111,49 @@ pub(crate) fn now_secs() -> u64 {
 }
 
 impl TokenCache {
-    pub(crate) fn new(capacity: u64, max_ttl: Duration, leeway: u64) -> Self {
+    /// A cache holding at most `max_bytes`, entries of at most `max_entry_bytes` each, none for
+    /// longer than `max_ttl`.
+    pub(crate) fn new(max_bytes: u64, max_entry_bytes: u32, max_ttl: Duration) -> Self {
         let cache = Cache::builder()
-            .max_capacity(capacity)
-            .expire_after(UntilExpiry { leeway, max_ttl })
+            .max_capacity(max_bytes)
+            .weigher(|_, entry: &Verified| entry.weight)
+            .expire_after(UntilExpiry { max_ttl })
             .build_with_hasher(foldhash::fast::RandomState::default());
-        Self { cache, leeway }
+        Self {
+            cache,
+            max_entry_bytes,
+        }
     }
 
-    /// The claims of a token verified before, if it has not expired since.
-    pub(crate) fn get(&self, token: &str) -> Option<Claims> {
-        let claims = self.cache.get(token)?;
+    /// The entry of a token verified before, if it has not expired since. Whether its key is
+    /// still published is the caller's to check.
+    pub(crate) fn get(&self, token: &str) -> Option<Verified> {
+        let entry = self.cache.get(token)?;
         // moka's clock is coarse; the wall-clock check keeps `exp` exact.
-        (remaining_secs(claims.expires_at(), self.leeway, now_secs()) > 0).then_some(claims)
+        (remaining_secs(entry.valid_until, now_secs()) > 0).then_some(entry)
     }
 
-    /// Caches `claims` under the token they were verified from.
-    pub(crate) fn insert(&self, claims: Claims) {
-        self.cache.insert(claims.access_token().shared(), claims);
+    /// Caches `entry` under the token it was verified from, unless it is too heavy.
+    pub(crate) fn insert(&self, entry: Verified) {
+        if entry.weight > self.max_entry_bytes {
+            return;
+        }
+        self.cache
+            .insert(entry.claims.access_token().shared(), entry);
     }
 
-    #[cfg(test)]
-    pub(crate) fn entry_count(&self) -> u64 {
+    /// Forgets `token`.
+    pub(crate) fn remove(&self, token: &str) {
+        self.cache.invalidate(token);
+    }
+
+    /// Entries and their total weight, after pending maintenance.
+    pub(crate) fn usage(&self) -> TokenCacheUsage {
         self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        TokenCacheUsage {
+            entries: self.cache.entry_count(),
+            bytes: self.cache.weighted_size(),
+        }
     }
 }
 
@@ -75,41 +162,70 @@ mod tests {
     use super::*;
     use crate::claims::{AccessToken, Repr};
 
-    fn claims(token: &str, exp: i64) -> Claims {
-        let json = format!(r#"{{"iss":"i","exp":{exp}}}"#);
-        let token = AccessToken::new(Arc::from(token));
-        Claims::from_parts(
-            serde_json::from_str::<Repr>(&json).unwrap(),
-            json.into(),
-            token,
-        )
+    fn verified(token: &str, json: &str, valid_until: i64) -> Verified {
+        let claims = Claims::from_parts(
+            serde_json::from_str::<Repr>(json).unwrap(),
+            AccessToken::new(Arc::from(token)),
+        );
+        let key = VerifyingKey::test_key();
+        Verified::new(claims, key, "kid", 0, valid_until)
+    }
+
+    fn small(token: &str, valid_until: i64) -> Verified {
+        verified(token, r#"{"iss":"i","exp":1}"#, valid_until)
     }
 
     #[test]
     fn remaining_time_saturates() {
-        assert_eq!(remaining_secs(100, 30, 50), 80);
-        assert_eq!(remaining_secs(100, 0, 150), 0);
-        assert_eq!(remaining_secs(i64::MIN, 0, 1), 0);
-        assert_eq!(remaining_secs(i64::MAX, u64::MAX, 0), u64::MAX);
+        assert_eq!(remaining_secs(130, 50), 80);
+        assert_eq!(remaining_secs(100, 150), 0);
+        assert_eq!(remaining_secs(i64::MIN, 1), 0);
+        assert_eq!(remaining_secs(i64::MAX, 0), i64::MAX as u64);
     }
 
     #[test]
     fn expired_entries_are_not_served() {
-        let cache = TokenCache::new(10, Duration::from_secs(60), 0);
+        let cache = TokenCache::new(1 << 20, 1 << 16, Duration::from_secs(60));
         let now = now_secs() as i64;
-        cache.insert(claims("live", now + 100));
-        cache.insert(claims("dead", now - 1));
+        cache.insert(small("live", now + 100));
+        cache.insert(small("dead", now - 1));
         assert!(cache.get("live").is_some());
         assert!(cache.get("dead").is_none());
     }
 
     #[test]
-    fn capacity_is_bounded() {
-        let cache = TokenCache::new(50, Duration::from_secs(60), 0);
+    fn the_budget_is_in_bytes() {
         let exp = now_secs() as i64 + 100;
+        let entry = small("x", exp);
+        let budget = 50 * u64::from(entry.weight());
+        let cache = TokenCache::new(budget, 1 << 16, Duration::from_secs(60));
         for i in 0..1_000 {
-            cache.insert(claims(&format!("token-{i}"), exp));
+            cache.insert(small(&format!("token-{i}"), exp));
         }
-        assert!(cache.entry_count() <= 50, "{}", cache.entry_count());
+        let TokenCacheUsage { entries, bytes } = cache.usage();
+        assert!(bytes <= budget, "{bytes} > {budget}");
+        assert!(entries <= 50, "{entries}");
+    }
+
+    #[test]
+    fn weight_follows_what_the_claims_hold() {
+        let exp = now_secs() as i64 + 100;
+        let plain = small("a", exp).weight();
+        let permissions: Vec<String> = (0..1_300).map(|i| format!("p:{i}")).collect();
+        let json = serde_json::json!({"iss": "i", "exp": 1, "permissions": permissions});
+        let many = verified("b", &json.to_string(), exp).weight();
+        // Each short permission holds its String (24 bytes, in a Vec grown by doubling) and a
+        // 32-byte allocation, weighed twice.
+        let per_permission = (many - plain) / 1_300;
+        assert!((112..=140).contains(&per_permission), "{per_permission}");
+    }
+
+    #[test]
+    fn entries_over_the_size_limit_are_not_cached() {
+        let exp = now_secs() as i64 + 100;
+        let entry = small("big", exp);
+        let cache = TokenCache::new(1 << 20, entry.weight() - 1, Duration::from_secs(60));
+        cache.insert(entry);
+        assert!(cache.get("big").is_none());
     }
 }

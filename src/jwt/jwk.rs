@@ -89,6 +89,14 @@ impl VerifyingKey {
         *self.n == *n && *self.e == *e && self.alg == alg
     }
 
+    /// A key that verifies nothing, for unit tests of what holds keys.
+    #[cfg(test)]
+    pub(crate) fn test_key() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(
+            Self::new("sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri", "AQAB", None).unwrap(),
+        )
+    }
+
     pub(crate) fn new(n: &str, e: &str, alg: Option<Algorithm>) -> Result<Self, &'static str> {
         let key = DecodingKey::from_rsa_components(n, e).map_err(|_| "unusable RSA components")?;
         Ok(Self {

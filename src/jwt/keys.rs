@@ -138,6 +138,20 @@ impl KeyStore {
         self.has_keys()
     }
 
+    /// The key set's epoch: it changes whenever a key is withdrawn. Read it *before* looking a
+    /// key up, so that whatever is verified with that key is stamped no later than the key.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.inner.published.epoch()
+    }
+
+    /// Whether `key` is still what the issuer publishes under `kid`.
+    pub(crate) fn still_publishes(&self, kid: &str, key: &Arc<VerifyingKey>) -> bool {
+        let map = self.inner.published.current();
+        map.keys
+            .get(kid)
+            .is_some_and(|current| Arc::ptr_eq(current, key))
+    }
+
     /// Number of usable keys currently served.
     pub fn key_count(&self) -> usize {
         self.inner.published.current().keys.len()

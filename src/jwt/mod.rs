@@ -14,6 +14,7 @@ mod source;
 mod verifier;
 
 pub use builder::VerifierBuilder;
+pub use cache::TokenCacheUsage;
 pub use jwk::Algorithm;
 pub use keys::KeyStore;
 pub use verifier::Verifier;

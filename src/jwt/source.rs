@@ -8,6 +8,7 @@
 //!   fetch fails and the store answers 503.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,9 @@ pub(crate) struct KeyMap {
 pub(crate) struct Published {
     map: RwLock<Arc<KeyMap>>,
     last_good: RwLock<Option<JsonWebKeySet>>,
+    /// Bumped each time a published key is withdrawn (or replaced under its kid), so whatever
+    /// was verified with it can tell, with one atomic load, whether to look again.
+    epoch: AtomicU64,
 }
 
 impl Published {
@@ -38,7 +42,13 @@ impl Published {
                 fetched_at: None,
             })),
             last_good: RwLock::new(None),
+            epoch: AtomicU64::new(0),
         }
+    }
+
+    /// The current epoch: it changes whenever a key is withdrawn.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     pub(crate) fn current(&self) -> Arc<KeyMap> {
@@ -46,8 +56,21 @@ impl Published {
     }
 
     fn publish(&self, map: KeyMap, set: JsonWebKeySet) {
+        let previous = self.current();
+        let withdrawn: Vec<&str> = previous
+            .keys
+            .iter()
+            .filter(|(kid, key)| map.keys.get(*kid).is_none_or(|new| !Arc::ptr_eq(new, key)))
+            .map(|(kid, _)| &**kid)
+            .collect();
+        // The map first, then the epoch: a verification that read the old epoch may have used
+        // a withdrawn key, and is looked at again; one that read the new epoch found the new map.
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
         *self.last_good.write().unwrap_or_else(|e| e.into_inner()) = Some(set);
+        if !withdrawn.is_empty() {
+            tracing::info!(kids = ?withdrawn, "JWKS keys withdrawn: tokens they verified are dropped");
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     fn last_good(&self) -> Option<JsonWebKeySet> {

@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
-use super::cache::{TokenCache, now_secs};
+use super::cache::{TokenCache, Verified, now_secs};
 use super::jwk::{Algorithm, VerifyingKey};
 use super::keys::{KeyError, KeyStore};
 use crate::claims::{AccessToken, Claims, Repr};
@@ -39,6 +39,7 @@ pub(crate) struct Inner {
     pub(crate) audiences: Vec<String>,
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) leeway: u64,
+    pub(crate) max_token_age: Option<u64>,
     pub(crate) max_token_bytes: usize,
     pub(crate) keys: KeyStore,
     pub(crate) cache: Option<TokenCache>,
@@ -100,6 +101,20 @@ impl Verifier {
         self.inner.max_token_bytes
     }
 
+    /// What the verified-token cache holds now (zero when it is off).
+    pub fn token_cache_usage(&self) -> super::TokenCacheUsage {
+        self.inner
+            .cache
+            .as_ref()
+            .map(TokenCache::usage)
+            .unwrap_or_default()
+    }
+
+    /// The clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub fn leeway(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.inner.leeway)
+    }
+
     /// The key store behind this verifier.
     pub fn key_store(&self) -> &KeyStore {
         &self.inner.keys
@@ -123,8 +138,9 @@ impl Verifier {
             return result;
         }
         let parsed = self.parse(token, self.inner.max_token_bytes)?;
+        let epoch = self.inner.keys.epoch();
         let key = self.key(&parsed).await?;
-        self.finish(token, &parsed, &key)
+        self.finish(token, &parsed, key, epoch)
     }
 
     /// Verifies a JWT's header and signature with the issuer's keys, under the same rules as
@@ -151,17 +167,32 @@ impl Verifier {
     /// Everything that can be decided without waiting: a cache hit, a malformed token, or a
     /// full verification with a key already known.
     pub(crate) fn try_verify(&self, token: &str) -> Step {
-        if let Some(claims) = self.inner.cache.as_ref().and_then(|c| c.get(token)) {
+        if let Some(claims) = self.cached(token) {
             return Step::Done(Ok(claims));
         }
         let parsed = match self.parse(token, self.inner.max_token_bytes) {
             Ok(parsed) => parsed,
             Err(e) => return Step::Done(Err(e)),
         };
+        let epoch = self.inner.keys.epoch();
         match self.inner.keys.get_now(&parsed.kid) {
-            Some(key) => Step::Done(self.finish(token, &parsed, &key)),
+            Some(key) => Step::Done(self.finish(token, &parsed, key, epoch)),
             None => Step::NeedsKey,
         }
+    }
+
+    /// The claims of `token` from the cache, if it was verified before with a key the issuer
+    /// still publishes.
+    fn cached(&self, token: &str) -> Option<Claims> {
+        let cache = self.inner.cache.as_ref()?;
+        let hit = cache.get(token)?;
+        let keys = &self.inner.keys;
+        if hit.epoch == keys.epoch() || keys.still_publishes(&hit.kid, &hit.key) {
+            return Some(hit.claims);
+        }
+        // Its key was withdrawn: verified again, it is refused as an unknown kid.
+        cache.remove(token);
+        None
     }
 
     fn parse<'a>(&self, token: &'a str, max_bytes: usize) -> Result<Parsed<'a>, AuthError> {
@@ -232,26 +263,36 @@ impl Verifier {
         Ok(())
     }
 
+    /// Checks the signature and the claims; caches the result. `epoch` is the key set's epoch
+    /// from before `key` was looked up.
     fn finish(
         &self,
         token: &str,
         parsed: &Parsed<'_>,
-        key: &VerifyingKey,
+        key: Arc<VerifyingKey>,
+        epoch: u64,
     ) -> Result<Claims, AuthError> {
-        self.check_signature(parsed, key)?;
+        self.check_signature(parsed, &key)?;
         let payload = decode_payload(parsed.payload)?;
         let repr: Repr =
             serde_json::from_str(&payload).map_err(|_| invalid("claims malformed or mistyped"))?;
-        self.check_claims(&repr)?;
+        let valid_until = self.check_claims(&repr)?;
         let token = AccessToken::new(Arc::from(token));
-        let claims = Claims::from_parts(repr, payload.into_boxed_str(), token);
+        let claims = Claims::from_parts(repr, token);
         if let Some(cache) = &self.inner.cache {
-            cache.insert(claims.clone());
+            cache.insert(Verified::new(
+                claims.clone(),
+                key,
+                &parsed.kid,
+                epoch,
+                valid_until,
+            ));
         }
         Ok(claims)
     }
 
-    fn check_claims(&self, repr: &Repr) -> Result<(), AuthError> {
+    /// Checks the claims; returns the Unix second after which the token stops being accepted.
+    fn check_claims(&self, repr: &Repr) -> Result<i64, AuthError> {
         if repr.iss != self.inner.issuer {
             return Err(invalid("iss mismatch"));
         }
@@ -271,11 +312,19 @@ impl Verifier {
         if in_future(repr.iat) {
             return Err(invalid("iat in the future"));
         }
-        if i128::from(repr.exp) + leeway < now {
+        let mut until = i128::from(repr.exp);
+        if let Some(max_age) = self.inner.max_token_age {
+            let iat = repr
+                .iat
+                .ok_or_else(|| invalid("no iat, and a maximum token age is set"))?;
+            until = until.min(i128::from(iat) + i128::from(max_age));
+        }
+        until += leeway;
+        if until < now {
             tracing::debug!(reason = "expired", "credential rejected");
             return Err(AuthError::new(AuthErrorKind::ExpiredToken));
         }
-        Ok(())
+        Ok(i64::try_from(until).unwrap_or(i64::MAX))
     }
 }
 

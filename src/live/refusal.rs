@@ -92,7 +92,7 @@ mod tests {
     fn query(sub: &str, token: &str) -> PermissionQuery {
         let json = format!(r#"{{"iss":"https://i","exp":9999999999,"sub":"{sub}"}}"#);
         let repr: Repr = serde_json::from_str(&json).unwrap();
-        let claims = Claims::from_parts(repr, json.into(), AccessToken::new(Arc::from(token)));
+        let claims = Claims::from_parts(repr, AccessToken::new(Arc::from(token)));
         PermissionQuery::from_claims(&claims).unwrap()
     }
 
@@ -124,7 +124,7 @@ mod tests {
         // Per issuer too: the same id at another issuer is another user.
         let json = r#"{"iss":"https://other","exp":9999999999,"sub":"kp_1"}"#;
         let repr: Repr = serde_json::from_str(json).unwrap();
-        let claims = Claims::from_parts(repr, json.into(), AccessToken::new(Arc::from("f")));
+        let claims = Claims::from_parts(repr, AccessToken::new(Arc::from("f")));
         let elsewhere = PermissionQuery::from_claims(&claims).unwrap();
         assert!(memory.user(&elsewhere).is_none());
     }

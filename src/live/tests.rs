@@ -20,7 +20,7 @@ fn query_with(sub: &str, org: &str, token: &str) -> PermissionQuery {
     let json =
         format!(r#"{{"iss":"https://i","exp":9999999999,"sub":"{sub}","org_code":"{org}"}}"#);
     let repr: Repr = serde_json::from_str(&json).unwrap();
-    let claims = Claims::from_parts(repr, json.into(), AccessToken::new(Arc::from(token)));
+    let claims = Claims::from_parts(repr, AccessToken::new(Arc::from(token)));
     PermissionQuery::from_claims(&claims).unwrap()
 }
 

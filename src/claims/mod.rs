@@ -19,14 +19,19 @@
 //! let app: Router = Router::new().route("/me", get(me));
 //! ```
 
-use std::collections::BTreeMap;
+mod repr;
+
 use std::fmt;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::request::Parts;
-use serde::de::{self, DeserializeOwned, Deserializer};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+pub(crate) use repr::Repr;
 
 use crate::error::{AuthError, AuthErrorKind};
 
@@ -73,7 +78,6 @@ pub struct Claims(Arc<Inner>);
 
 struct Inner {
     repr: Repr,
-    raw: Box<str>,
     token: AccessToken,
 }
 
@@ -109,72 +113,22 @@ impl fmt::Display for AccessToken {
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct Repr {
-    pub(crate) iss: String,
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default, deserialize_with = "one_or_many")]
-    pub(crate) aud: Vec<String>,
-    pub(crate) exp: i64,
-    #[serde(default)]
-    pub(crate) nbf: Option<i64>,
-    #[serde(default)]
-    pub(crate) iat: Option<i64>,
-    #[serde(default)]
-    azp: Option<String>,
-    #[serde(default)]
-    jti: Option<String>,
-    #[serde(default, deserialize_with = "one_or_many")]
-    gty: Vec<String>,
-    #[serde(default, deserialize_with = "one_or_many")]
-    scp: Vec<String>,
-    #[serde(default)]
-    scope: Option<String>,
-    #[serde(default)]
-    org_code: Option<String>,
-    #[serde(default, rename = "x-hasura-org-code")]
-    hasura_org_code: Option<String>,
-    #[serde(default)]
-    permissions: Option<Vec<String>>,
-    #[serde(default, rename = "x-hasura-permissions")]
-    hasura_permissions: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "roles")]
-    roles: Option<Vec<Role>>,
-    #[serde(default, rename = "x-hasura-roles", deserialize_with = "roles")]
-    hasura_roles: Option<Vec<Role>>,
-    #[serde(default)]
-    feature_flags: Option<BTreeMap<String, RawFlag>>,
-    #[serde(default, rename = "x-hasura-feature-flags")]
-    hasura_feature_flags: Option<BTreeMap<String, RawFlag>>,
-}
-
-#[derive(Deserialize)]
-struct RawFlag {
-    t: String,
-    v: serde_json::Value,
-}
-
 impl Claims {
-    /// Builds claims from a verified payload. `raw` is the payload JSON, kept for [`Claims::get`];
-    /// `token` is the whole token the payload came from.
-    pub(crate) fn from_parts(mut repr: Repr, raw: Box<str>, token: AccessToken) -> Self {
-        if repr.permissions.is_none() {
-            repr.permissions = repr.hasura_permissions.take();
-        }
-        if repr.org_code.is_none() {
-            repr.org_code = repr.hasura_org_code.take();
-        }
-        if repr.roles.is_none() {
-            repr.roles = repr.hasura_roles.take();
-        }
-        if repr.feature_flags.is_none() {
-            repr.feature_flags = repr.hasura_feature_flags.take();
-        }
-        if let (true, Some(scope)) = (repr.scp.is_empty(), &repr.scope) {
-            repr.scp = scope.split_ascii_whitespace().map(str::to_owned).collect();
-        }
-        Self(Arc::new(Inner { repr, raw, token }))
+    /// Builds claims from a verified payload `repr` and the whole `token` it came from (which
+    /// [`Claims::get`] and [`Claims::as_json`] decode again: the payload is not kept twice).
+    pub(crate) fn from_parts(repr: Repr, token: AccessToken) -> Self {
+        let repr = repr.normalised();
+        Self(Arc::new(Inner { repr, token }))
+    }
+
+    /// Bytes these claims hold on the heap, the token included (an estimate within a few
+    /// percent of what the allocator hands out; see [`Repr::heap_bytes`]).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let inner = &self.0;
+        let pointers = 2 * std::mem::size_of::<usize>();
+        repr::string_bytes(std::mem::size_of::<Inner>() + pointers)
+            + inner.repr.heap_bytes()
+            + repr::string_bytes(inner.token.0.len() + pointers)
     }
 
     fn repr(&self) -> &Repr {
@@ -271,32 +225,24 @@ impl Claims {
     /// `None` when absent or not of type `T`.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
         let mut all: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&self.0.raw).ok()?;
+            serde_json::from_str(&self.as_json()).ok()?;
         serde_json::from_value(all.remove(name)?).ok()
     }
 
-    /// The verified payload as JSON text.
-    pub fn as_json(&self) -> &str {
-        &self.0.raw
+    /// The verified payload as JSON text, decoded from the token on each call (so that cached
+    /// claims do not hold it twice).
+    pub fn as_json(&self) -> String {
+        let payload = self.0.token.expose().split('.').nth(1).unwrap_or_default();
+        URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_else(|| "{}".to_owned())
     }
 
     /// The access token these claims were verified from, for calls made on the caller's behalf.
     pub fn access_token(&self) -> &AccessToken {
         &self.0.token
-    }
-}
-
-impl RawFlag {
-    fn typed(&self) -> FeatureFlag {
-        match (self.t.as_str(), &self.v) {
-            ("b", serde_json::Value::Bool(b)) => FeatureFlag::Bool(*b),
-            ("s", serde_json::Value::String(s)) => FeatureFlag::String(s.clone()),
-            ("i", v) if v.as_i64().is_some() => FeatureFlag::Integer(v.as_i64().unwrap_or(0)),
-            (t, v) => FeatureFlag::Other {
-                t: t.to_owned(),
-                v: v.clone(),
-            },
-        }
     }
 }
 
@@ -334,51 +280,14 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Claims {
     }
 }
 
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
-}
-
-fn roles<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Role>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum RoleRepr {
-        Key(String),
-        Object(Role),
-    }
-    let Some(items) = Option::<Vec<RoleRepr>>::deserialize(d)? else {
-        return Ok(None);
-    };
-    let roles = items.into_iter().map(|item| match item {
-        RoleRepr::Key(key) => Role {
-            id: None,
-            key,
-            name: None,
-        },
-        RoleRepr::Object(role) => role,
-    });
-    let roles: Vec<Role> = roles.collect();
-    if roles.iter().any(|r| r.key.is_empty()) {
-        return Err(de::Error::custom("empty role key"));
-    }
-    Ok(Some(roles))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn claims(json: &str) -> Claims {
-        let token = AccessToken::new(Arc::from("a.b.c"));
-        Claims::from_parts(serde_json::from_str(json).unwrap(), json.into(), token)
+        let token = format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(json));
+        let token = AccessToken::new(Arc::from(token));
+        Claims::from_parts(serde_json::from_str(json).unwrap(), token)
     }
 
     #[test]
