@@ -26,6 +26,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(event) = serde_json::from_slice::<WebhookEvent>(data) {
         let _ = event.effect();
         let _ = event.occurred_at(SystemTime::now());
+        let _ = event.sent_at();
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = WebhookEvent::from_payload(text);
     }
     let (fake, receiver) = setup();
     let mut headers = HeaderMap::new();

@@ -59,6 +59,20 @@ impl Webhook {
         self
     }
 
+    /// The same event under another `webhook-id` header (a replay by someone who captured it).
+    pub fn with_webhook_id(mut self, webhook_id: impl Into<String>) -> Self {
+        self.webhook_id = webhook_id.into();
+        self
+    }
+
+    /// The signed `event_id`.
+    pub fn event_id(&self) -> &str {
+        self.payload
+            .get("event_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
     /// The `webhook-id` header of every delivery of this event.
     pub fn webhook_id(&self) -> &str {
         &self.webhook_id

@@ -74,16 +74,51 @@ impl WebhookEvent {
         }
     }
 
-    /// When the change happened: `event_timestamp`, else `timestamp`, else `received`. Never
-    /// later than `received` (a clock ahead of ours must not distrust tokens not yet issued).
-    pub fn occurred_at(&self, received: SystemTime) -> SystemTime {
+    /// When the change happened: `event_timestamp`, else `timestamp`, else `latest`; never
+    /// later than `latest`. Pass the receipt time plus the clock skew tolerated on tokens (the
+    /// verifier's leeway): Kinde's clock may run ahead of ours by that much, and a token issued
+    /// just before the change then carries an `iat` in our future, which the watermark must
+    /// still cover. A timestamp further ahead is capped, so it cannot distrust tokens issued
+    /// long after the event.
+    pub fn occurred_at(&self, latest: SystemTime) -> SystemTime {
         [&self.event_timestamp, &self.timestamp]
             .into_iter()
             .flatten()
             .find_map(|text| parse_rfc3339(text))
-            .map_or(received, |at| at.min(received))
+            .map_or(latest, |at| at.min(latest))
+    }
+
+    /// When Kinde sent the event: `timestamp`, if it is RFC 3339.
+    pub fn sent_at(&self) -> Option<SystemTime> {
+        self.timestamp.as_deref().and_then(parse_rfc3339)
+    }
+
+    /// Parses a verified webhook payload, refusing anything that does not have the shape of a
+    /// Kinde event: a JSON object with a `type`, an `event_id` of 1 to 128 characters, an
+    /// RFC 3339 `timestamp`, an object `data`, and no `aud` (access tokens always carry one, so
+    /// a signed access token is never taken for a webhook).
+    pub fn from_payload(payload: &str) -> Result<Self, &'static str> {
+        let value: Value = serde_json::from_str(payload).map_err(|_| "not JSON")?;
+        if value.get("aud").is_some() {
+            return Err("carries aud: an access token, not a webhook");
+        }
+        if !value.get("data").is_some_and(Value::is_object) {
+            return Err("data is not an object");
+        }
+        let event: Self = serde_json::from_value(value).map_err(|_| "not a Kinde event")?;
+        match event.event_id.as_deref() {
+            Some(id) if !id.is_empty() && id.len() <= MAX_EVENT_ID_BYTES => {}
+            _ => return Err("event_id missing or over 128 bytes"),
+        }
+        if event.sent_at().is_none() {
+            return Err("timestamp missing or not RFC 3339");
+        }
+        Ok(event)
     }
 }
+
+/// Longest `event_id` accepted (Kinde's are `event_` and 32 hex digits).
+const MAX_EVENT_ID_BYTES: usize = 128;
 
 fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
@@ -161,6 +196,49 @@ mod tests {
         for (kind, data, effect) in cases {
             assert_eq!(event(kind, data).effect(), effect, "{kind}");
         }
+    }
+
+    #[test]
+    fn only_the_shape_of_a_kinde_event_is_accepted() {
+        let good = json!({
+            "type": "user.updated",
+            "event_id": "event_018f331a3178f7fef284b95fe6770384",
+            "source": "admin",
+            "timestamp": "2024-05-01T17:41:45.592145+10:00",
+            "data": {"user": {"id": "kp_1"}},
+        });
+        assert!(WebhookEvent::from_payload(&good.to_string()).is_ok());
+        let without = |field: &str| {
+            let mut event = good.clone();
+            event.as_object_mut().unwrap().remove(field);
+            event.to_string()
+        };
+        let with = |field: &str, value: Value| {
+            let mut event = good.clone();
+            event[field] = value;
+            event.to_string()
+        };
+        for (what, payload) in [
+            ("no type", without("type")),
+            ("no event_id", without("event_id")),
+            ("no timestamp", without("timestamp")),
+            ("no data", without("data")),
+            ("empty event_id", with("event_id", json!(""))),
+            ("long event_id", with("event_id", json!("e".repeat(129)))),
+            ("numeric event_id", with("event_id", json!(5))),
+            (
+                "timestamp not RFC 3339",
+                with("timestamp", json!("yesterday")),
+            ),
+            ("data not an object", with("data", json!([1]))),
+            ("an access token's aud", with("aud", json!(["api"]))),
+            ("aud null", with("aud", Value::Null)),
+            ("not an object", "[1,2]".into()),
+        ] {
+            assert!(WebhookEvent::from_payload(&payload).is_err(), "{what}");
+        }
+        // Kinde may add members: they are not a reason to refuse.
+        assert!(WebhookEvent::from_payload(&with("new_member", json!(1))).is_ok());
     }
 
     #[test]

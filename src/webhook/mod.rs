@@ -9,8 +9,15 @@
 //!    rules as access tokens (RS256, `kid` required, no `alg: none`, no `crit`), but no
 //!    `iss`/`aud`/`exp`, which Kinde's webhook JWTs do not carry (bad → 400, keys unavailable →
 //!    503 so Kinde retries);
-//! 3. applies the event once per `webhook-id` (a bounded, 72 h memory of ids; Kinde retries for
-//!    up to 36 h) and answers exactly `200`:
+//! 3. checks the payload has the shape of a Kinde event (`type`, `event_id`, an RFC 3339
+//!    `timestamp`, an object `data`) and no `aud` (access tokens always carry one, webhooks never:
+//!    a signed access token is not a webhook), else 400;
+//! 4. refuses (400) an event whose signed `timestamp` is more than 48 h old (Kinde retries for up
+//!    to 36 h; [`WebhookReceiver::max_age`]) or more than 5 min in the future, so a captured
+//!    delivery cannot be replayed later;
+//! 5. applies each signed `event_id` once (a bounded memory of ids, kept longer than the age
+//!    window, so a replay under a new or no `webhook-id` header is a duplicate; the header, at
+//!    most 256 bytes, is only logged) and answers exactly `200`:
 //!
 //! | event | effect |
 //! | --- | --- |
@@ -35,6 +42,7 @@
 
 mod event;
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
@@ -51,8 +59,14 @@ use crate::error::{AuthErrorKind, DEFAULT_RETRY_AFTER};
 use crate::freshness::Change;
 
 const MAX_BODY_BYTES: usize = 64 * 1024;
-const SEEN_IDS: u64 = 10_000;
-const SEEN_FOR: Duration = Duration::from_secs(72 * 3600);
+/// Longest `webhook-id` header accepted.
+const MAX_WEBHOOK_ID_BYTES: usize = 256;
+/// Event ids remembered (each at most 128 bytes).
+const SEEN_IDS: u64 = 50_000;
+/// Default age window: Kinde retries for up to 36 h.
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(48 * 3600);
+/// How far ahead of ours Kinde's clock may be.
+const FUTURE_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// What a delivery did.
 #[non_exhaustive]
@@ -60,7 +74,7 @@ const SEEN_FOR: Duration = Duration::from_secs(72 * 3600);
 pub enum Receipt {
     /// The event was verified and its effect applied ([`Effect::None`] for ignored types).
     Applied(Effect),
-    /// This `webhook-id` was applied before: nothing done again.
+    /// This event (its signed `event_id`) was applied before: nothing done again.
     Duplicate,
 }
 
@@ -71,17 +85,18 @@ pub enum WebhookError {
     /// The content type is neither `application/jwt` nor `text/plain` (415).
     UnsupportedMediaType,
     /// Not a valid Kinde webhook: oversized, not a JWT, bad signature, unknown key, not an
-    /// event (400).
+    /// event, outside the age window, or a `webhook-id` header over 256 bytes (400).
     Invalid(&'static str),
     /// The issuer's keys cannot be fetched now (503: Kinde will retry).
     Unavailable,
 }
 
 /// Receives Kinde webhooks for an [`Auth`]. Cheap to clone; clones share the memory of ids.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WebhookReceiver {
     auth: Auth,
     seen: Cache<Box<str>, ()>,
+    max_age: Duration,
     distrust_all: bool,
 }
 
@@ -93,12 +108,19 @@ impl WebhookReceiver {
     pub fn new(auth: Auth) -> Self {
         Self {
             auth,
-            seen: Cache::builder()
-                .max_capacity(SEEN_IDS)
-                .time_to_live(SEEN_FOR)
-                .build(),
+            seen: remembered_for(DEFAULT_MAX_AGE),
+            max_age: DEFAULT_MAX_AGE,
             distrust_all: false,
         }
+    }
+
+    /// Refuses (400) events whose signed `timestamp` is older than `max_age` (default 48 h;
+    /// Kinde retries a delivery for up to 36 h). Event ids are remembered for longer than this,
+    /// so no event can be applied twice.
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self.seen = remembered_for(max_age);
+        self
     }
 
     /// On `role.*` and `permission.*` events, also distrust every token issued before the
@@ -117,6 +139,7 @@ impl WebhookReceiver {
         if body.len() > MAX_BODY_BYTES {
             return Err(WebhookError::Invalid("body too large"));
         }
+        let hint = webhook_id(headers)?;
         let token = std::str::from_utf8(body)
             .map_err(|_| WebhookError::Invalid("body is not text"))?
             .trim();
@@ -129,18 +152,17 @@ impl WebhookReceiver {
                 AuthErrorKind::Unavailable => WebhookError::Unavailable,
                 _ => WebhookError::Invalid("not a JWT signed by the issuer"),
             })?;
-        let event: WebhookEvent = serde_json::from_str(&payload)
-            .map_err(|_| WebhookError::Invalid("not a Kinde event"))?;
-        let id = headers
-            .get("webhook-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|id| !id.is_empty());
-        if id.is_some_and(|id| self.seen.contains_key(id)) {
-            tracing::debug!(target: "claimcheck::webhook", kind = %event.kind, "duplicate delivery");
+        let event = WebhookEvent::from_payload(&payload).map_err(WebhookError::Invalid)?;
+        let received = SystemTime::now();
+        self.check_age(&event, received)?;
+        let event_id = event.event_id.as_deref().unwrap_or_default();
+        if self.seen.contains_key(event_id) {
+            tracing::debug!(target: "claimcheck::webhook", kind = %event.kind, event_id, hint, "duplicate event");
             return Ok(Receipt::Duplicate);
         }
         let effect = event.effect();
-        let at = event.occurred_at(SystemTime::now());
+        // Kinde's clock may be ahead of ours by as much as we tolerate on tokens.
+        let at = event.occurred_at(received + self.auth.verifier().leeway());
         match &effect {
             Effect::User(user) => self.auth.mark_changed(Change::User(user.clone()), at),
             Effect::Org(org) => self.auth.invalidate_org(org),
@@ -148,17 +170,36 @@ impl WebhookReceiver {
             Effect::Everyone => self.auth.invalidate_all(),
             Effect::None => {}
         }
-        if let Some(id) = id {
-            self.seen.insert(id.into(), ());
-        }
+        self.seen.insert(event_id.into(), ());
         tracing::info!(
             target: "claimcheck::webhook",
             kind = %event.kind,
-            event_id = event.event_id.as_deref().unwrap_or(""),
+            event_id,
+            hint,
             effect = ?effect,
             "webhook applied"
         );
         Ok(Receipt::Applied(effect))
+    }
+
+    /// Refuses events sent longer ago than the window, or too far in the future.
+    fn check_age(&self, event: &WebhookEvent, received: SystemTime) -> Result<(), WebhookError> {
+        let sent = event
+            .sent_at()
+            .ok_or(WebhookError::Invalid("timestamp missing"))?;
+        if received
+            .duration_since(sent)
+            .is_ok_and(|age| age > self.max_age)
+        {
+            return Err(WebhookError::Invalid("event older than the age window"));
+        }
+        if sent
+            .duration_since(received)
+            .is_ok_and(|ahead| ahead > FUTURE_TOLERANCE)
+        {
+            return Err(WebhookError::Invalid("event timestamp in the future"));
+        }
+        Ok(())
     }
 
     /// Answers one delivery: exactly `200` once applied (or a duplicate), `400`/`415` with a
@@ -214,6 +255,35 @@ impl std::fmt::Display for WebhookError {
 }
 
 impl std::error::Error for WebhookError {}
+
+/// A memory of event ids that outlives the age window (and the clock skew at its far end).
+fn remembered_for(max_age: Duration) -> Cache<Box<str>, ()> {
+    Cache::builder()
+        .max_capacity(SEEN_IDS)
+        .time_to_live(max_age + 2 * FUTURE_TOLERANCE)
+        .build()
+}
+
+/// The `webhook-id` header, for logs only (it is not signed): `""` when absent or not text,
+/// refused when longer than 256 bytes.
+fn webhook_id(headers: &HeaderMap) -> Result<&str, WebhookError> {
+    let Some(value) = headers.get("webhook-id") else {
+        return Ok("");
+    };
+    if value.len() > MAX_WEBHOOK_ID_BYTES {
+        return Err(WebhookError::Invalid("webhook-id header too long"));
+    }
+    Ok(value.to_str().unwrap_or(""))
+}
+
+impl fmt::Debug for WebhookReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookReceiver")
+            .field("max_age", &self.max_age)
+            .field("distrust_all_on_role_changes", &self.distrust_all)
+            .finish_non_exhaustive()
+    }
+}
 
 /// `application/jwt` (Kinde today) or `text/plain` (some proxies), with any parameters.
 fn acceptable_type(headers: &HeaderMap) -> bool {

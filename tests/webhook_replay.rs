@@ -1,0 +1,211 @@
+//! Webhooks against a hostile sender over loopback: replays under new or no `webhook-id`,
+//! old and future-dated events, oversized headers, access tokens posted as webhooks, and a
+//! Kinde clock running ahead of ours.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use claimcheck::testing::{DEFAULT_ORG, Endpoint};
+use common::{Harness, Via, start_via};
+use serde_json::json;
+
+const TTL: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// POSTs `body` as Kinde would, with this `webhook-id` header (or none).
+async fn post(h: &Harness, body: &str, webhook_id: Option<&str>) -> u16 {
+    let mut request = h
+        .client
+        .post(h.webhook_url())
+        .header("content-type", "application/jwt")
+        .body(body.to_owned());
+    if let Some(id) = webhook_id {
+        request = request.header("webhook-id", id);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+/// Users `kp_0`..`kp_{n-1}`, each holding `create:payments` live, with their answers cached.
+async fn cached_users(h: &Harness, n: usize) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for i in 0..n {
+        let user = format!("kp_{i}");
+        h.kinde.grant(DEFAULT_ORG, &user, "create:payments");
+        let token = h.kinde.user_token(&user).sign();
+        assert_eq!(h.post("/payments", &token).await.status, 200);
+        tokens.push(token);
+    }
+    tokens
+}
+
+/// Strict requests for every token; the Management API calls they made.
+async fn upstream_calls_for(h: &Harness, tokens: &[String]) -> usize {
+    let before = h.kinde.calls(Endpoint::ManagementPermissions);
+    for token in tokens {
+        assert_eq!(h.post("/payments", token).await.status, 200);
+    }
+    h.kinde.calls(Endpoint::ManagementPermissions) - before
+}
+
+#[tokio::test]
+async fn a_replayed_event_applies_once_whatever_its_webhook_id() {
+    let h = start_via(Via::Management, TTL).await;
+    let tokens = cached_users(&h, 20).await;
+    assert_eq!(upstream_calls_for(&h, &tokens).await, 0, "all cached");
+
+    let event = h
+        .kinde
+        .webhook("role.updated", json!({"role": {"id": "r1"}}));
+    assert_eq!(event.deliver(&h.webhook_url()).await, 200);
+    assert_eq!(upstream_calls_for(&h, &tokens).await, 20, "applied once");
+
+    // The same signed body, replayed five times under new ids and once with none.
+    let body = event.token().sign();
+    for i in 0..5 {
+        assert_eq!(post(&h, &body, Some(&format!("msg_replay_{i}"))).await, 200);
+    }
+    assert_eq!(post(&h, &body, None).await, 200);
+    assert_eq!(
+        upstream_calls_for(&h, &tokens).await,
+        0,
+        "replays cost nothing"
+    );
+
+    // A new event (new signed event_id) under the old header id is not a duplicate.
+    let next = h
+        .kinde
+        .webhook("role.updated", json!({"role": {"id": "r1"}}))
+        .with_webhook_id(event.webhook_id());
+    assert_ne!(next.event_id(), event.event_id());
+    assert_eq!(next.deliver(&h.webhook_url()).await, 200);
+    assert_eq!(upstream_calls_for(&h, &tokens).await, 20);
+}
+
+#[tokio::test]
+async fn events_outside_the_age_window_are_refused() {
+    let h = start_via(Via::Management, TTL).await;
+    let tokens = cached_users(&h, 1).await;
+    let now = SystemTime::now();
+    let role_updated = || {
+        h.kinde
+            .webhook("role.updated", json!({"role": {"id": "r"}}))
+    };
+    for (what, at) in [
+        ("a month old", now - 30 * 24 * HOUR),
+        ("49 hours old", now - 49 * HOUR),
+        ("10 minutes ahead", now + Duration::from_secs(600)),
+    ] {
+        assert_eq!(
+            role_updated().at(at).deliver(&h.webhook_url()).await,
+            400,
+            "{what}"
+        );
+        assert_eq!(
+            upstream_calls_for(&h, &tokens).await,
+            0,
+            "{what}: no effect"
+        );
+    }
+    for (what, at) in [
+        ("47 hours old (Kinde retries for 36 h)", now - 47 * HOUR),
+        ("10 seconds ahead", now + Duration::from_secs(10)),
+    ] {
+        assert_eq!(
+            role_updated().at(at).deliver(&h.webhook_url()).await,
+            200,
+            "{what}"
+        );
+        assert_eq!(upstream_calls_for(&h, &tokens).await, 1, "{what}: applied");
+    }
+
+    // A shorter window by configuration.
+    let receiver = h.auth.webhook_receiver().max_age(HOUR);
+    let event = role_updated().at(now - 2 * HOUR);
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/jwt".parse().unwrap());
+    let body = event.token().sign();
+    assert!(receiver.receive(&headers, body.as_bytes()).await.is_err());
+}
+
+#[tokio::test]
+async fn signed_payloads_that_are_not_kinde_events_are_refused() {
+    let h = start_via(Via::Management, TTL).await;
+    let tokens = cached_users(&h, 1).await;
+    // A user's access token carrying every webhook member: its aud gives it away.
+    let access_token = h
+        .kinde
+        .user_token("kp_0")
+        .claim("type", "role.updated")
+        .claim("event_id", "event_018f331a3178f7fef284b95fe6770384")
+        .claim("timestamp", "2026-01-01T00:00:00Z")
+        .claim("data", json!({}))
+        .sign();
+    assert_eq!(post(&h, &access_token, Some("msg_1")).await, 400);
+    let event = h
+        .kinde
+        .webhook("role.updated", json!({"role": {"id": "r"}}));
+    let mut payload = event.payload();
+    payload.as_object_mut().unwrap().remove("event_id");
+    let no_id = event.token().raw_payload(payload.to_string()).sign();
+    assert_eq!(post(&h, &no_id, Some("msg_2")).await, 400);
+    let mut payload = event.payload();
+    payload.as_object_mut().unwrap().remove("timestamp");
+    let no_time = event.token().raw_payload(payload.to_string()).sign();
+    assert_eq!(post(&h, &no_time, Some("msg_3")).await, 400);
+    assert_eq!(upstream_calls_for(&h, &tokens).await, 0, "no effect");
+}
+
+#[tokio::test]
+async fn the_webhook_id_header_is_bounded_and_never_remembered() {
+    let h = start_via(Via::Management, TTL).await;
+    let tokens = cached_users(&h, 1).await;
+    let event = h
+        .kinde
+        .webhook("role.updated", json!({"role": {"id": "r"}}));
+    let body = event.token().sign();
+    assert_eq!(post(&h, &body, Some(&"x".repeat(257))).await, 400);
+    assert_eq!(upstream_calls_for(&h, &tokens).await, 0);
+    assert_eq!(post(&h, &body, Some(&"y".repeat(256))).await, 200);
+    assert_eq!(upstream_calls_for(&h, &tokens).await, 1);
+
+    let receiver = h.auth.webhook_receiver();
+    let printed = format!("{receiver:?}");
+    assert!(!printed.contains(event.event_id()), "{printed}");
+    assert!(!printed.contains("yyyy"), "{printed}");
+    assert!(printed.len() < 200, "{printed}");
+}
+
+#[tokio::test]
+async fn a_watermark_covers_tokens_from_a_kinde_clock_ten_seconds_ahead() {
+    let h = start_via(Via::Management, TTL).await;
+    h.kinde.grant(DEFAULT_ORG, "kp_1", "read:reports");
+    let skew = 10;
+    // Kinde's clock runs 10 s ahead: a token it issued 5 s before the revocation carries an
+    // iat 5 s in our future (inside the verifier's 30 s leeway).
+    let token = h
+        .kinde
+        .user_token("kp_1")
+        .permissions(["read:reports"])
+        .issued_in(skew - 5)
+        .sign();
+    assert_eq!(h.get("/reports", Some(&token)).await.status, 200);
+    h.kinde.revoke(DEFAULT_ORG, "kp_1", "read:reports");
+    let kinde_now = SystemTime::now() + Duration::from_secs(skew as u64);
+    let event = h.kinde.user_updated("kp_1").at(kinde_now);
+    assert_eq!(event.deliver(&h.webhook_url()).await, 200);
+    let answer = h.get("/reports", Some(&token)).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert_eq!(answer.source.as_deref(), Some("live"));
+    // A token Kinde issues after the event (by its clock) is trusted from its claims again.
+    let fresh = h
+        .kinde
+        .user_token("kp_1")
+        .permissions(["read:reports"])
+        .issued_in(skew + 2)
+        .sign();
+    assert_eq!(
+        h.get("/reports", Some(&fresh)).await.source.as_deref(),
+        Some("token")
+    );
+}
