@@ -52,4 +52,9 @@ pub mod fuzzing {
     pub fn bearer(value: &[u8]) -> Result<&str, crate::AuthError> {
         crate::bearer::parse(value, crate::bearer::DEFAULT_MAX_TOKEN_BYTES)
     }
+
+    /// The strict I-JSON check every JOSE header and claims set passes.
+    pub fn ijson(text: &str) -> Result<(), &'static str> {
+        crate::jwt::validate_object(text)
+    }
 }

@@ -388,3 +388,65 @@ async fn a_maximum_token_age_refuses_old_tokens_whatever_their_exp() {
         .sign();
     assert_eq!(default.get("/me", Some(&old)).await.status, 200);
 }
+
+/// `{...}` with `member` (raw bytes) added as its last member.
+fn with_member(object: &str, member: &[u8]) -> Vec<u8> {
+    let mut bytes = object.as_bytes()[..object.len() - 1].to_vec();
+    bytes.push(b',');
+    bytes.extend_from_slice(member);
+    bytes.push(b'}');
+    bytes
+}
+
+#[tokio::test]
+async fn jose_json_must_be_strict_i_json_in_every_member() {
+    let h = start().await;
+    let builder = || h.kinde.user_token("kp_1").permissions(["read:reports"]);
+    let claims = serde_json::to_string(builder().claims()).unwrap();
+    let header = json!({"alg": "RS256", "kid": h.kinde.current_kid(), "typ": "JWT"}).to_string();
+    let members: [(&str, &[u8]); 7] = [
+        (
+            "invalid UTF-8 in an unread member",
+            b"\"note\":\"\xff\xfe\"",
+        ),
+        ("a lone high surrogate escape", b"\"note\":\"\\ud800\""),
+        ("a lone low surrogate escape", b"\"note\":\"\\udc00x\""),
+        ("a noncharacter", b"\"note\":\"\\ufdd0\""),
+        ("a duplicate unread member", b"\"note\":1,\"note\":2"),
+        (
+            "a duplicate inside an unread object",
+            b"\"note\":{\"a\":1,\"a\":2}",
+        ),
+        (
+            "a name duplicated through an escape",
+            b"\"n\\u006fte\":1,\"note\":2",
+        ),
+    ];
+    // The raw bytes themselves are fine when they are I-JSON: the rule is what refuses.
+    let fine = builder()
+        .raw_payload(with_member(&claims, b"\"note\":\"\\u00e9\""))
+        .sign();
+    assert_eq!(h.get("/reports", Some(&fine)).await.status, 200);
+    let fine = builder()
+        .raw_header(with_member(&header, b"\"note\":1"))
+        .sign();
+    assert_eq!(h.get("/reports", Some(&fine)).await.status, 200);
+    for (what, member) in members {
+        let in_claims = builder().raw_payload(with_member(&claims, member)).sign();
+        let answer = h.get("/reports", Some(&in_claims)).await;
+        assert_eq!(answer.status, 401, "claims with {what}");
+        answer.assert_invalid_token();
+        let in_header = builder().raw_header(with_member(&header, member)).sign();
+        let answer = h.get("/reports", Some(&in_header)).await;
+        assert_eq!(answer.status, 401, "header with {what}");
+    }
+    // A second `sub` or `alg` cannot smuggle another identity or algorithm past any parser.
+    let second_sub = builder()
+        .raw_payload(with_member(&claims, b"\"sub\":\"kp_admin\""))
+        .sign();
+    h.get("/me", Some(&second_sub)).await.assert_invalid_token();
+    let second_alg = builder()
+        .raw_header(with_member(&header, b"\"alg\":\"none\""))
+        .sign();
+    h.get("/me", Some(&second_alg)).await.assert_invalid_token();
+}

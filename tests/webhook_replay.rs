@@ -153,6 +153,14 @@ async fn signed_payloads_that_are_not_kinde_events_are_refused() {
     payload.as_object_mut().unwrap().remove("timestamp");
     let no_time = event.token().raw_payload(payload.to_string()).sign();
     assert_eq!(post(&h, &no_time, Some("msg_3")).await, 400);
+    // Strict I-JSON, as for tokens: a second `type` could make two parsers see two events.
+    let payload = event.payload().to_string();
+    let twice = format!(
+        "{},\"type\":\"user.created\"}}",
+        &payload[..payload.len() - 1]
+    );
+    let duplicate_type = event.token().raw_payload(twice).sign();
+    assert_eq!(post(&h, &duplicate_type, Some("msg_4")).await, 400);
     assert_eq!(upstream_calls_for(&h, &tokens).await, 0, "no effect");
 }
 

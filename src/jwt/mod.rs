@@ -8,6 +8,7 @@
 
 mod builder;
 mod cache;
+mod ijson;
 mod jwk;
 mod keys;
 mod source;
@@ -20,5 +21,7 @@ pub use keys::KeyStore;
 pub use verifier::Verifier;
 
 pub(crate) use cache::now_secs;
+#[cfg(feature = "fuzzing")]
+pub(crate) use ijson::validate_object;
 
 pub(crate) use verifier::Step;

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use super::cache::{TokenCache, Verified, now_secs};
+use super::ijson;
 use super::jwk::{Algorithm, VerifyingKey};
 use super::keys::{KeyError, KeyStore};
 use crate::claims::{AccessToken, Claims, Repr};
@@ -19,16 +20,19 @@ use crate::error::{AuthError, AuthErrorKind};
 /// "expired"):
 ///
 /// 1. size cap, the JWT alphabet, exactly three non-empty segments;
-/// 2. header: a JSON object with no duplicate names; `alg` exactly one of the allowed
-///    algorithms (so `none` in any casing and `HS256` fail); `kid` a non-empty string; `typ`, if
-///    present, `JWT` or `at+jwt`; no `crit`. `jku`, `x5u`, `jwk` and `x5c` are ignored, never
-///    fetched;
+/// 2. header: strict I-JSON (RFC 7493) throughout: one object, valid UTF-8, no duplicate member
+///    names at any depth, no lone surrogate escapes or noncharacters; `alg` exactly one of the
+///    allowed algorithms (so `none` in any casing and `HS256` fail); `kid` a non-empty string;
+///    `typ`, if present, `JWT` or `at+jwt`; no `crit`. `jku`, `x5u`, `jwk` and `x5c` are
+///    ignored, never fetched;
 /// 3. the key for `kid` from the [`KeyStore`]; if the JWK names an `alg`, it must equal the
 ///    header's;
 /// 4. the signature (aws-lc-rs);
-/// 5. claims: a JSON object (not an array); `iss` a string equal to the issuer; `aud` (string
-///    or array) containing a configured audience; `exp` a number, not passed; `nbf` and `iat`, if
-///    present, not in the future (all with leeway).
+/// 5. claims: strict I-JSON as the header, and an object; `iss` a string equal to the issuer;
+///    `aud` (string or array) containing a configured audience; `exp` a number, not passed;
+///    `nbf` and `iat`, if present, not in the future (all with leeway); with a
+///    [maximum token age](super::VerifierBuilder::max_token_age), `iat` present and recent
+///    enough.
 #[derive(Clone)]
 pub struct Verifier {
     inner: Arc<Inner>,
@@ -220,7 +224,10 @@ impl Verifier {
         let header_json = URL_SAFE_NO_PAD
             .decode(header)
             .map_err(|_| invalid("header is not base64url"))?;
-        let jose: Header = serde_json::from_slice(&header_json)
+        let header_json =
+            std::str::from_utf8(&header_json).map_err(|_| invalid("header is not UTF-8"))?;
+        ijson::validate_object(header_json).map_err(invalid)?;
+        let jose: Header = serde_json::from_str(header_json)
             .map_err(|_| invalid("header is not a JOSE object"))?;
         if jose.crit {
             return Err(invalid("crit header present"));
@@ -328,15 +335,13 @@ impl Verifier {
     }
 }
 
-/// The payload segment as JSON text, which must be an object.
+/// The payload segment as JSON text, which must be one strict I-JSON object.
 fn decode_payload(payload: &str) -> Result<String, AuthError> {
     let payload = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| invalid("payload is not base64url"))?;
     let payload = String::from_utf8(payload).map_err(|_| invalid("payload is not UTF-8"))?;
-    if !payload.trim_start().starts_with('{') {
-        return Err(invalid("claims are not a JSON object"));
-    }
+    ijson::validate_object(&payload).map_err(invalid)?;
     Ok(payload)
 }
 

@@ -132,10 +132,10 @@ pub(crate) fn hs256(secret: &[u8], message: &[u8]) -> String {
 }
 
 /// `base64url(header).base64url(payload)`.
-pub(crate) fn signing_input(header: &Value, payload: &[u8]) -> String {
+pub(crate) fn signing_input(header: &[u8], payload: &[u8]) -> String {
     format!(
         "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(header),
         URL_SAFE_NO_PAD.encode(payload)
     )
 }

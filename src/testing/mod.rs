@@ -324,6 +324,29 @@ impl FakeKinde {
     }
 }
 
+/// Claims as if verified from a token with this `payload`, without any token, key or
+/// signature: for unit tests of handlers and of custom
+/// [`PermissionSource`](crate::live::PermissionSource)s. `None` when the payload is not an
+/// object with at least a string `iss` and a numeric `exp`.
+///
+/// ```
+/// use claimcheck::testing;
+///
+/// let claims = testing::claims(serde_json::json!({
+///     "iss": "https://example.kinde.com", "exp": 2_000_000_000, "sub": "kp_1",
+///     "permissions": ["read:reports"],
+/// })).unwrap();
+/// assert!(claims.has_permission("read:reports"));
+/// ```
+pub fn claims(payload: Value) -> Option<crate::Claims> {
+    use base64::Engine;
+    let repr: crate::claims::Repr = serde_json::from_value(payload.clone()).ok()?;
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload.to_string());
+    // Shaped like a JWT so that `Claims::get` and `as_json` work; never verifiable.
+    let token = crate::AccessToken::new(Arc::from(format!("e30.{encoded}.dW5zaWduZWQ")));
+    Some(crate::Claims::from_parts(repr, token))
+}
+
 /// A [`FakeKinde`] on its own multi-threaded runtime, with a warmed-up [`Verifier`](crate::Verifier) for its
 /// tokens: for synchronous harnesses (property tests, fuzz targets) that `block_on` one request
 /// at a time while the fake keeps serving.

@@ -29,6 +29,7 @@ pub struct TokenBuilder {
     header: Map<String, Value>,
     claims: Map<String, Value>,
     payload_override: Option<Vec<u8>>,
+    header_override: Option<Vec<u8>>,
     signing: Signing,
     /// `without_header("kid")` was asked: do not add the signing key's kid.
     no_kid: bool,
@@ -69,6 +70,7 @@ impl TokenBuilder {
             header: header.as_object().cloned().unwrap_or_default(),
             claims: base_map.clone(),
             payload_override: None,
+            header_override: None,
             signing: Signing::Rs256(None),
             no_kid: false,
         }
@@ -134,6 +136,14 @@ impl TokenBuilder {
         self
     }
 
+    /// Uses these exact header bytes (for example JSON with a duplicate member); the key still
+    /// signs as the header fields would say (`kid` and the signing mode are not taken from
+    /// these bytes).
+    pub fn raw_header(mut self, header: impl Into<Vec<u8>>) -> Self {
+        self.header_override = Some(header.into());
+        self
+    }
+
     /// Signs RS256 with the published key `kid` and names it in the header.
     pub fn signed_with(mut self, kid: &str) -> Self {
         self.signing = Signing::Rs256(Some(kid.to_owned()));
@@ -180,7 +190,10 @@ impl TokenBuilder {
                 .entry("kid")
                 .or_insert_with(|| Value::String(default_kid.to_owned()));
         }
-        let input = signing_input(&Value::Object(header), &payload);
+        let header = self
+            .header_override
+            .unwrap_or_else(|| Value::Object(header).to_string().into_bytes());
+        let input = signing_input(&header, &payload);
         let signature = match &self.signing {
             Signing::Rs256(_) => {
                 let key = keys
