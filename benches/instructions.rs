@@ -1,0 +1,76 @@
+//! Instruction counts of the first sight of a token against a raw signature check, for
+//! budgets that must not flap on a shared machine (`scripts/instructions` runs this under
+//! callgrind and prints the ratio). Run on its own it only does the work:
+//!
+//! - `first_seen`: `Verifier::verify` with the verified-token cache off, the key known (strict
+//!   I-JSON, header rules, RS256 signature, claims), `ITERATIONS` times;
+//! - `raw_decode`: `jsonwebtoken::decode` RS256 with a prebuilt key and validation on the same
+//!   token, `ITERATIONS` times (the crypto limit).
+//!
+//! Both are polled with a no-op waker: no runtime in the count.
+#![allow(missing_docs)]
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use claimcheck::Verifier;
+use claimcheck::testing::FakeKinde;
+use jsonwebtoken::{DecodingKey, Validation};
+
+const ITERATIONS: usize = 200;
+
+#[inline(never)]
+fn first_seen(verifier: &Verifier, token: &str) {
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..ITERATIONS {
+        let verify = pin!(verifier.verify(black_box(token)));
+        match verify.poll(&mut cx) {
+            Poll::Ready(claims) => {
+                black_box(claims.expect("a valid token"));
+            }
+            Poll::Pending => panic!("the key is known: verification never waits"),
+        }
+    }
+}
+
+#[inline(never)]
+fn raw_decode(key: &DecodingKey, validation: &Validation, token: &str) {
+    for _ in 0..ITERATIONS {
+        let decoded = jsonwebtoken::decode::<serde_json::Value>(black_box(token), key, validation);
+        black_box(decoded.expect("a valid token"));
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; any other argument (a criterion filter) means "not me".
+    if std::env::args().skip(1).any(|arg| arg != "--bench") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let kinde = rt.block_on(FakeKinde::start());
+    let verifier = Verifier::builder(kinde.issuer())
+        .audience(kinde.audience())
+        .token_cache_max_bytes(0)
+        .build()
+        .unwrap();
+    assert!(rt.block_on(verifier.warm_up()));
+    let token = kinde
+        .user_token("kp_0195ac80a14e8d71f42b98e75d3c61ad")
+        .permissions(["read:reports", "create:payments"])
+        .sign();
+
+    let jwk = kinde.current_jwk();
+    let (n, e) = (jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap());
+    let key = DecodingKey::from_rsa_components(n, e).unwrap();
+    let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[kinde.audience()]);
+    validation.set_issuer(&[kinde.issuer()]);
+
+    first_seen(&verifier, &token);
+    raw_decode(&key, &validation, &token);
+}
