@@ -11,7 +11,10 @@
 //!
 //! Memory is bounded: a watermark is forgotten once the longest token lifetime has passed since
 //! it was set (every token it could concern has expired by then), and at most `capacity` user
-//! and `capacity` organization watermarks are kept. The check costs three atomic loads while no
+//! and `capacity` organization watermarks are kept. A watermark dropped for room before its time
+//! raises the global watermark to its value instead of vanishing: a reported change is never
+//! forgotten while a token it concerns can still be presented; the price is live decisions for
+//! everyone's older tokens. The check costs three atomic loads while no
 //! watermark is set, and one cache lookup per kind (user, organization) in use.
 //!
 //! ```
@@ -29,6 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
 use crate::claims::Claims;
@@ -62,8 +66,8 @@ pub struct Freshness {
 struct Inner {
     users: Marks,
     orgs: Marks,
-    /// Global watermark in Unix milliseconds, or `NONE`.
-    global: AtomicI64,
+    /// Global watermark in Unix milliseconds, or `NONE`; shared with the eviction listeners.
+    global: Arc<AtomicI64>,
     /// Whether any user / organization watermark was ever set: lookups are skipped until then.
     any_user: AtomicBool,
     any_org: AtomicBool,
@@ -96,17 +100,26 @@ impl Freshness {
     /// Watermarks kept for `max_token_lifetime` (the longest life of a token this API accepts,
     /// default 24 h + 30 s) and at most `capacity` per kind (default 100 000).
     pub fn new(max_token_lifetime: Duration, capacity: u64) -> Self {
+        let global = Arc::new(AtomicI64::new(NONE));
         let marks = || {
+            let global = global.clone();
             Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(max_token_lifetime)
+                .eviction_listener(move |_, mark: i64, cause| {
+                    // Dropped for room, before its time: it becomes everyone's watermark, so the
+                    // change it recorded is never forgotten (more live calls, never an allow).
+                    if cause == RemovalCause::Size {
+                        global.fetch_max(mark, Ordering::SeqCst);
+                    }
+                })
                 .build_with_hasher(foldhash::fast::RandomState::default())
         };
         Self {
             inner: Arc::new(Inner {
                 users: marks(),
                 orgs: marks(),
-                global: AtomicI64::new(NONE),
+                global,
                 any_user: AtomicBool::new(false),
                 any_org: AtomicBool::new(false),
                 max_lifetime: max_token_lifetime,
@@ -278,5 +291,22 @@ mod tests {
             f.mark_user(&format!("kp_{i}"), SystemTime::now());
         }
         assert!(f.len() <= 1_000, "{}", f.len());
+    }
+
+    #[test]
+    fn a_watermark_dropped_for_room_is_not_forgotten() {
+        let f = Freshness::new(Duration::from_secs(3600), 100);
+        let now = unix_ms(SystemTime::now()) / 1000;
+        let revoked = at(now);
+        f.mark_user("kp_victim", revoked);
+        for i in 0..5_000 {
+            f.mark_user(&format!("kp_{i}"), revoked - Duration::from_secs(1));
+            f.mark_org(&format!("org_{i}"), revoked - Duration::from_secs(1));
+        }
+        assert!(f.len() <= 200, "{}", f.len());
+        // Whether the victim's own mark survived or was folded into the global one, their
+        // token issued before the change stays distrusted; one issued after it is trusted.
+        assert!(f.is_stale(&claims("kp_victim", "org_x", Some(now - 1))));
+        assert!(!f.is_stale(&claims("kp_victim", "org_x", Some(now + 1))));
     }
 }

@@ -77,22 +77,31 @@ fn value_bytes(v: &serde_json::Value) -> usize {
             string_bytes(items.capacity() * size_of::<Value>())
                 + items.iter().map(value_bytes).sum::<usize>()
         }
-        Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| {
-                btree_share(size_of::<String>() + size_of::<Value>())
-                    + string_bytes(k.capacity())
-                    + value_bytes(v)
-            })
-            .sum(),
+        Value::Object(map) => {
+            btree_bytes(map.len(), size_of::<String>() + size_of::<Value>())
+                + map
+                    .iter()
+                    .map(|(k, v)| string_bytes(k.capacity()) + value_bytes(v))
+                    .sum::<usize>()
+        }
     }
 }
 
-/// A `BTreeMap` entry's share of its node, for entries of `entry` bytes (key and value): a node
-/// has room for 11 entries and a small header, and maps built by deserializing hold about 6
-/// per node (measured: 152 bytes per feature flag).
-fn btree_share(entry: usize) -> usize {
-    (entry * 11 + 32) / 6
+/// Heap bytes of a `BTreeMap` of `len` entries of `entry` bytes (key and value). A node has room
+/// for 11 entries (and, inside the tree, 12 edges); a map of up to 11 entries is one whole leaf,
+/// however few it holds, and a larger one built by deserializing (ascending inserts) keeps about
+/// 6 entries per leaf, with an internal node per 5 leaves.
+fn btree_bytes(len: usize, entry: usize) -> usize {
+    let leaf = string_bytes(16 + 11 * entry);
+    let internal = string_bytes(16 + 11 * entry + 12 * size_of::<usize>());
+    match len {
+        0 => 0,
+        1..=11 => leaf,
+        _ => {
+            let leaves = len.div_ceil(6);
+            leaves * leaf + leaves.div_ceil(5) * internal
+        }
+    }
 }
 
 impl Repr {
@@ -160,12 +169,16 @@ impl Repr {
             + flags
                 .iter()
                 .flat_map(|f| f.as_ref())
-                .flat_map(|flags| flags.iter())
-                .map(|(key, flag)| {
-                    btree_share(size_of::<String>() + size_of::<RawFlag>())
-                        + string_bytes(key.capacity())
-                        + string_bytes(flag.t.capacity())
-                        + value_bytes(&flag.v)
+                .map(|flags| {
+                    btree_bytes(flags.len(), size_of::<String>() + size_of::<RawFlag>())
+                        + flags
+                            .iter()
+                            .map(|(key, flag)| {
+                                string_bytes(key.capacity())
+                                    + string_bytes(flag.t.capacity())
+                                    + value_bytes(&flag.v)
+                            })
+                            .sum::<usize>()
                 })
                 .sum::<usize>()
     }

@@ -221,6 +221,22 @@ mod tests {
     }
 
     #[test]
+    fn a_small_object_is_weighed_at_a_whole_b_tree_node() {
+        let exp = now_secs() as i64 + 100;
+        let plain = small("a", exp).weight();
+        // 400 one-member objects: each allocates a whole leaf (11 slots of a String and a
+        // Value: 640 bytes with glibc), not a 400th of one.
+        let objects: serde_json::Map<String, serde_json::Value> = (0..400)
+            .map(|i| (format!("k{i}"), serde_json::json!({"": 0})))
+            .collect();
+        let flags = serde_json::json!({"f": {"t": "j", "v": objects}});
+        let json = serde_json::json!({"iss": "i", "exp": 1, "feature_flags": flags});
+        let heavy = verified("b", &json.to_string(), exp).weight();
+        let per_object = (heavy - plain) / 400;
+        assert!(per_object >= 2 * 640, "{per_object}");
+    }
+
+    #[test]
     fn entries_over_the_size_limit_are_not_cached() {
         let exp = now_secs() as i64 + 100;
         let entry = small("big", exp);
