@@ -144,7 +144,7 @@ impl Auth {
     /// Mount it outside `auth.layer()`. See [`webhook`](crate::webhook).
     pub fn webhook_handler(
         &self,
-    ) -> impl Fn(http::HeaderMap, bytes::Bytes) -> WebhookFuture + Clone + Send + Sync + 'static
+    ) -> impl Fn(http::Request<axum::body::Body>) -> WebhookFuture + Clone + Send + Sync + 'static
     {
         self.webhook_receiver().into_handler()
     }

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use crate::claims::Claims;
@@ -98,12 +99,16 @@ fn from_unix_ms(ms: i64) -> SystemTime {
 
 impl Freshness {
     /// Watermarks kept for `max_token_lifetime` (the longest life of a token this API accepts,
-    /// default 24 h + 30 s) and at most `capacity` per kind (default 100 000).
+    /// default 24 h + 30 s; at most 400 days) and at most `capacity` per kind (default 100 000).
     pub fn new(max_token_lifetime: Duration, capacity: u64) -> Self {
+        // Longer than any token lifetime, and within what the caches can represent.
+        let max_token_lifetime = max_token_lifetime.min(Duration::from_secs(400 * 24 * 3600));
         let global = Arc::new(AtomicI64::new(NONE));
         let marks = || {
             let global = global.clone();
             Cache::builder()
+                // The newest marks matter: never refuse one for a frequency policy.
+                .eviction_policy(EvictionPolicy::lru())
                 .max_capacity(capacity)
                 .time_to_live(max_token_lifetime)
                 .eviction_listener(move |_, mark: i64, cause| {

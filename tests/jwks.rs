@@ -142,6 +142,43 @@ async fn a_cached_token_is_dropped_when_its_key_is_withdrawn() {
 }
 
 #[tokio::test]
+async fn cache_hits_alone_keep_the_key_set_refreshed() {
+    let kinde = FakeKinde::start().await;
+    let verifier = verifier_for(&kinde)
+        .jwks_refresh_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert!(verifier.warm_up().await);
+    let leaked = kinde.user_token("kp_1").sign();
+    verifier.verify(&leaked).await.unwrap();
+    let old_kid = kinde.current_kid();
+    kinde.rotate_key();
+    kinde.retire_key(&old_kid);
+    let fetches = kinde.calls(Endpoint::Jwks);
+    // Only the leaked token, every 20 ms: every request is a verified-token cache hit.
+    let start = Instant::now();
+    let mut answers = Vec::new();
+    while start.elapsed() < Duration::from_millis(700) {
+        let accepted = verifier.verify(&leaked).await.is_ok();
+        answers.push((start.elapsed(), accepted));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        kinde.calls(Endpoint::Jwks) > fetches,
+        "refreshed on schedule"
+    );
+    assert!(answers[0].1, "served from the cache until the refresh");
+    let late: Vec<_> = answers
+        .iter()
+        .filter(|(at, _)| *at > Duration::from_millis(400))
+        .collect();
+    assert!(
+        !late.is_empty() && late.iter().all(|(_, ok)| !ok),
+        "{answers:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_key_published_for_encryption_is_not_used_to_verify() {
     let h = start().await;
     let mut jwk = h.kinde.current_jwk();

@@ -187,25 +187,94 @@ async fn attackers_cannot_drive_kindes_rate_limit_into_everyones_outage() {
     assert_eq!(h.kinde.rate_limited(), 0, "Kinde never throttled the app");
 }
 
-/// Two attacking users with ten refused tokens each (signed out, or without an organization),
-/// one token past its `exp`; and a victim holding `create:payments`.
+/// Two attacking users with a stockpile of ten refused tokens each (signed out, or without an
+/// organization) gathered over the last ten minutes, one token past its `exp`; and a victim
+/// holding `create:payments`.
 fn cast(kinde: &FakeKinde) -> (Vec<String>, String) {
     kinde.grant(DEFAULT_ORG, "kp_victim", "create:payments");
     kinde.grant(DEFAULT_ORG, "kp_mallory", "create:payments");
     let mut attackers = Vec::new();
     for i in 0..10 {
+        let issued = -60 * (i + 1);
         let signed_out = kinde
             .user_token("kp_mallory")
             .claim("jti", format!("m{i}"))
+            .issued_in(issued)
             .sign();
         kinde.sign_out(&signed_out);
         attackers.push(signed_out);
         let no_org = kinde
             .user_token("kp_trudy")
             .claim("jti", format!("t{i}"))
+            .issued_in(issued)
             .without_claim("org_code");
         attackers.push(no_org.sign());
     }
     attackers.push(kinde.user_token("kp_trudy").expires_in(-10).sign());
     (attackers, kinde.user_token("kp_victim").sign())
+}
+
+#[tokio::test]
+async fn a_few_dead_tokens_of_a_user_cannot_lock_that_user_out() {
+    let h = account(Duration::from_millis(100), Duration::from_secs(30)).await;
+    h.kinde.grant(DEFAULT_ORG, "kp_victim", "create:payments");
+    // The victim's current session, in use before the attack.
+    let session = h.kinde.login("kp_victim").access_token;
+    assert_eq!(h.post("/payments", &session).await.status, 200);
+    // Three of the victim's old tokens, stolen and since signed out, each tried once (while
+    // the victim's answer is cached, any of the victim's tokens is served from it: the
+    // attacker waits for it to expire).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    for i in 0..3 {
+        let stolen = h
+            .kinde
+            .user_token("kp_victim")
+            .claim("jti", format!("stolen-{i}"))
+            .issued_in(-600)
+            .sign();
+        h.kinde.sign_out(&stolen);
+        assert_refused(&h.post("/payments", &stolen).await, "stolen");
+    }
+    // A fourth old token is refused from memory without asking: a stockpile is not spent.
+    let asked = h.kinde.calls(Endpoint::AccountPermissions);
+    let another = h.kinde.user_token("kp_victim").issued_in(-900).sign();
+    h.kinde.sign_out(&another);
+    assert_refused(&h.post("/payments", &another).await, "stockpiled");
+    assert_eq!(h.kinde.calls(Endpoint::AccountPermissions), asked, "capped");
+    // The victim is not locked out: the session Kinde accepted lately (its cached answer has
+    // expired by now) and a new sign-in both reach Kinde and are served.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let answer = h.post("/payments", &session).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.source.as_deref(), Some("live"));
+    let fresh = h.kinde.user_token("kp_victim").issued_in(1).sign();
+    h.live.invalidate_user("kp_victim");
+    let answer = h.post("/payments", &fresh).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.source.as_deref(), Some("live"));
+}
+
+#[tokio::test]
+async fn a_short_kinde_incident_refusing_everyone_is_forgotten_within_a_second() {
+    let h = account(Duration::from_secs(60), Duration::from_secs(30)).await;
+    let mut tokens = Vec::new();
+    for i in 0..5 {
+        let user = format!("kp_{i}");
+        h.kinde.grant(DEFAULT_ORG, &user, "create:payments");
+        tokens.push(h.kinde.login(&user).access_token);
+    }
+    // Kinde answers 403 to everyone for a moment: not these callers' fault, but it looks so.
+    h.kinde
+        .set_fault(Endpoint::AccountPermissions, Fault::Status(403, vec![]));
+    for token in &tokens {
+        assert_refused(&h.post("/payments", token).await, "incident");
+    }
+    h.kinde.clear_fault(Endpoint::AccountPermissions);
+    // A refusal is remembered for 250 ms the first time: after that, the same tokens (a
+    // refresh at Kinde hands back the same token) work again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for token in &tokens {
+        let answer = h.post("/payments", token).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
 }

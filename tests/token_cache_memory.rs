@@ -20,17 +20,29 @@ fn rss() -> u64 {
     pages * 4096
 }
 
-/// A token of about 8 KiB (the default cap) in one of four shapes.
+/// A token of up to 8 KiB (the default cap) in one of five shapes.
 fn token(kinde: &FakeKinde, i: usize) -> String {
     let builder = kinde.user_token(&format!("kp_{i:032x}"));
-    match i % 4 {
+    match i % 5 {
         // One large custom claim.
         0 => builder.claim("blob", "x".repeat(5_300)).sign(),
         // ~1 300 one-letter permissions: ~80 KB held.
         1 => builder.permissions(vec!["a"; 1_300]).sign(),
         // 1 000 of them: ~62 KB held.
         2 => builder.permissions(vec!["b"; 1_000]).sign(),
-        // Many small flags and roles.
+        // Three chains of 50 nested one-member objects: each a whole B-tree leaf (640 B).
+        3 => {
+            let chain = |_| {
+                (0..50).fold(
+                    serde_json::json!(0),
+                    |inner, _| serde_json::json!({"": inner}),
+                )
+            };
+            let chains: Vec<serde_json::Value> = (0..3).map(chain).collect();
+            let flags = serde_json::json!({"nested": {"t": "j", "v": chains}});
+            builder.claim("feature_flags", flags).sign()
+        }
+        // Many small flags.
         _ => {
             let flags: serde_json::Map<String, serde_json::Value> = (0..200)
                 .map(|f| (format!("f{f}"), serde_json::json!({"t": "b", "v": true})))

@@ -217,3 +217,92 @@ async fn a_watermark_covers_tokens_from_a_kinde_clock_ten_seconds_ahead() {
         Some("token")
     );
 }
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_before_they_are_buffered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = start_via(Via::Management, TTL).await;
+    // 3 MiB: past axum's own 2 MiB default too; still a 400 problem document.
+    let response = h
+        .client
+        .post(h.webhook_url())
+        .header("content-type", "application/jwt")
+        .body(vec![b'a'; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    // 2 000 000 bytes announced, 100 KiB sent: answered at once, not waited for.
+    let addr = h.base.trim_start_matches("http://").to_owned();
+    for (length, chunked) in [
+        ("content-length: 2000000", false),
+        ("transfer-encoding: chunked", true),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /webhooks/kinde HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/jwt\r\n{length}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b'a'; 100 * 1024];
+        if chunked {
+            stream
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await
+                .unwrap();
+        }
+        stream.write_all(&chunk).await.unwrap();
+        let mut first = [0u8; 12];
+        let read = tokio::time::timeout(Duration::from_millis(800), stream.read(&mut first)).await;
+        let n = read
+            .expect("answered without waiting for the rest")
+            .unwrap();
+        assert_eq!(&first[..n], b"HTTP/1.1 400", "{length}");
+    }
+    // The content type is checked before anything is read.
+    let response = h
+        .client
+        .post(h.webhook_url())
+        .header("content-type", "application/json")
+        .body(vec![b'a'; 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+}
+
+#[tokio::test]
+async fn a_reported_revocation_survives_any_number_of_later_changes() {
+    use claimcheck::Auth;
+    use claimcheck::freshness::{Change, DEFAULT_MAX_TOKEN_LIFETIME, Freshness};
+    let kinde = claimcheck::testing::FakeKinde::start().await;
+    let verifier = common::verifier_for(&kinde).build().unwrap();
+    assert!(verifier.warm_up().await);
+    let live = common::live_for(&kinde, Via::Management).build();
+    // Room for 100 user watermarks only.
+    let freshness = Freshness::new(DEFAULT_MAX_TOKEN_LIFETIME, 100);
+    let h = common::start_auth(kinde, Auth::new(verifier, live).with_freshness(freshness)).await;
+    h.kinde.grant(DEFAULT_ORG, "kp_victim", "read:reports");
+    let old = h
+        .kinde
+        .user_token("kp_victim")
+        .permissions(["read:reports"])
+        .issued_in(-60)
+        .sign();
+    assert_eq!(h.get("/reports", Some(&old)).await.status, 200);
+    h.kinde.revoke(DEFAULT_ORG, "kp_victim", "read:reports");
+    h.auth
+        .mark_changed(Change::User("kp_victim".into()), SystemTime::now());
+    assert_eq!(h.get("/reports", Some(&old)).await.status, 403);
+    // Ten times the room in later changes of other users.
+    for i in 0..1_000 {
+        h.auth
+            .mark_changed(Change::User(format!("kp_{i}")), SystemTime::now());
+    }
+    let answer = h.get("/reports", Some(&old)).await;
+    assert_eq!(answer.status, 403, "the revocation was forgotten");
+    assert_ne!(answer.source.as_deref(), Some("token"), "decided live");
+}

@@ -12,6 +12,11 @@ use super::verifier::Inner;
 use crate::bearer::DEFAULT_MAX_TOKEN_BYTES;
 use crate::error::ConfigError;
 
+/// Largest clock skew tolerated.
+const MAX_LEEWAY: Duration = Duration::from_secs(3600);
+/// Longest JWKS timing (refresh interval, cooldowns).
+const MAX_TIMING: Duration = Duration::from_secs(24 * 3600);
+
 /// Default byte budget of the verified-token cache.
 const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Default weight above which a verified token is not cached.
@@ -103,7 +108,7 @@ impl VerifierBuilder {
         self
     }
 
-    /// Clock skew tolerated on `exp`, `nbf` and `iat`. Default 30 s.
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`. Default 30 s; at most 1 h.
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
@@ -155,7 +160,8 @@ impl VerifierBuilder {
         self
     }
 
-    /// After a JWKS fetch, an unknown kid causes no new fetch for this long. Default 30 s.
+    /// After a JWKS fetch, an unknown kid causes no new fetch for this long. Default 30 s; at
+    /// most 24 h (as every JWKS timing).
     pub fn jwks_refetch_cooldown(mut self, cooldown: Duration) -> Self {
         self.timing.cooldown = cooldown;
         self
@@ -213,6 +219,22 @@ impl VerifierBuilder {
         if self.max_token_bytes == 0 {
             return Err(ConfigError::invalid("max_token_bytes", "must be positive"));
         }
+        if self.leeway > MAX_LEEWAY {
+            return Err(ConfigError::invalid(
+                "leeway",
+                "at most 1 h: clocks further apart than that are broken",
+            ));
+        }
+        let timing = &self.timing;
+        let timings = [
+            ("jwks_refetch_cooldown", timing.cooldown),
+            ("jwks_cold_retry", timing.cold_retry),
+            ("unknown_kid_ttl", timing.negative_ttl),
+            ("jwks_refresh_interval", timing.refresh_interval),
+        ];
+        if let Some((setting, _)) = timings.iter().find(|(_, d)| *d > MAX_TIMING) {
+            return Err(ConfigError::invalid(setting, "at most 24 h"));
+        }
         let published = Arc::new(Published::new());
         let source = HttpJwksSource::new(
             jwks_url,
@@ -253,6 +275,34 @@ mod tests {
             .unwrap_err();
         assert_eq!(err, ConfigError::Missing("audience"));
         assert!(err.to_string().contains("audience"));
+    }
+
+    #[test]
+    fn absurd_durations_are_configuration_errors() {
+        let builder = || Verifier::builder("https://a.kinde.com").audience("api");
+        let max = Duration::MAX;
+        let errors = [
+            builder().leeway(max).build().unwrap_err(),
+            builder()
+                .leeway(Duration::from_secs(3601))
+                .build()
+                .unwrap_err(),
+            builder().jwks_refresh_interval(max).build().unwrap_err(),
+            builder().unknown_kid_ttl(max).build().unwrap_err(),
+            builder().jwks_refetch_cooldown(max).build().unwrap_err(),
+            builder().jwks_cold_retry(max).build().unwrap_err(),
+        ];
+        for error in errors {
+            assert!(matches!(error, ConfigError::Invalid { .. }), "{error}");
+        }
+        assert!(builder().leeway(Duration::from_secs(3600)).build().is_ok());
+        // Caps that cannot hurt are taken as given.
+        let lenient = builder()
+            .token_cache_max_ttl(max)
+            .max_token_age(max)
+            .jwks_timeouts(max, max)
+            .build();
+        assert!(lenient.is_ok());
     }
 
     #[test]

@@ -127,10 +127,11 @@ impl TokenCache {
 
     /// The entry of a token verified before, if it has not expired since. Whether its key is
     /// still published is the caller's to check.
-    pub(crate) fn get(&self, token: &str) -> Option<Verified> {
+    /// `now` is the Unix time in seconds.
+    pub(crate) fn get(&self, token: &str, now: u64) -> Option<Verified> {
         let entry = self.cache.get(token)?;
         // moka's clock is coarse; the wall-clock check keeps `exp` exact.
-        (remaining_secs(entry.valid_until, now_secs()) > 0).then_some(entry)
+        (remaining_secs(entry.valid_until, now) > 0).then_some(entry)
     }
 
     /// Caches `entry` under the token it was verified from, unless it is too heavy.
@@ -189,8 +190,8 @@ mod tests {
         let now = now_secs() as i64;
         cache.insert(small("live", now + 100));
         cache.insert(small("dead", now - 1));
-        assert!(cache.get("live").is_some());
-        assert!(cache.get("dead").is_none());
+        assert!(cache.get("live", now_secs()).is_some());
+        assert!(cache.get("dead", now_secs()).is_none());
     }
 
     #[test]
@@ -242,6 +243,6 @@ mod tests {
         let entry = small("big", exp);
         let cache = TokenCache::new(1 << 20, entry.weight() - 1, Duration::from_secs(60));
         cache.insert(entry);
-        assert!(cache.get("big").is_none());
+        assert!(cache.get("big", now_secs()).is_none());
     }
 }

@@ -11,9 +11,11 @@
 //! - **negative cache**: a kid that was still unknown after a fetch is answered from memory for
 //!   `negative_ttl` (default 5 s), bounded to 10 000 kids;
 //! - **background refresh**: a set older than `refresh_interval` (default 10 min) is refetched
-//!   in the background while the current keys keep serving;
+//!   in the background while the current keys keep serving, whether requests look keys up or
+//!   are served from the verified-token cache;
 //! - **stale-if-error**: a failed fetch keeps the last good keys.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,13 @@ use super::source::{HttpJwksSource, Published};
 
 /// A kid no JWKS can contain: asking jwks_client_rs for it always fetches.
 const FETCH_KID: &str = "\u{0}claimcheck-fetch";
+
+/// The Unix time in milliseconds.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// Why no key could be found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +65,9 @@ struct Inner {
     negative: Cache<Box<str>, ()>,
     fetch_lock: Arc<tokio::sync::Mutex<()>>,
     last_attempt: Mutex<Option<Instant>>,
+    /// Unix milliseconds after which the key set should be refreshed (0: no set yet, nothing
+    /// to refresh on a cache hit).
+    refresh_due_ms: AtomicU64,
     timing: KeyTiming,
 }
 
@@ -79,6 +91,7 @@ impl KeyStore {
                 negative,
                 fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
                 last_attempt: Mutex::new(None),
+                refresh_due_ms: AtomicU64::new(u64::MAX),
                 timing,
             }),
         }
@@ -86,14 +99,29 @@ impl KeyStore {
 
     /// The key for `kid` if it is known now. Never waits; may start a background refresh.
     pub(crate) fn get_now(&self, kid: &str) -> Option<Arc<VerifyingKey>> {
-        let map = self.inner.published.current();
-        if map
-            .fetched_at
-            .is_some_and(|at| at.elapsed() >= self.inner.timing.refresh_interval)
+        self.refresh_if_due(unix_ms());
+        self.inner.published.current().keys.get(kid).cloned()
+    }
+
+    /// Starts a background refresh if the key set is due for one, `now_ms` being the Unix time
+    /// in milliseconds: for requests that need no key (verified-token cache hits), so a key
+    /// set is refreshed on schedule however the traffic looks. One atomic load while not due.
+    pub(crate) fn refresh_if_due(&self, now_ms: u64) {
+        let due = self.inner.refresh_due_ms.load(Ordering::Relaxed);
+        if now_ms < due {
+            return;
+        }
+        // One request per retry period goes on to try; the others return.
+        let retry = u64::try_from(self.inner.timing.cooldown.as_millis()).unwrap_or(u64::MAX);
+        let next = now_ms.saturating_add(retry.max(1));
+        if self
+            .inner
+            .refresh_due_ms
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
         {
             self.refresh_in_background();
         }
-        map.keys.get(kid).cloned()
     }
 
     /// The key for `kid`, fetching the JWKS if the cooldown allows (coalesced with any fetch
@@ -194,6 +222,13 @@ impl KeyStore {
         let task = tokio::spawn(async move {
             // The source publishes what it fetched; the answer for this kid is not needed.
             let _ = inner.client.get(FETCH_KID).await;
+            // Due again a refresh interval after the set we hold was fetched.
+            if let Some(age) = inner.published.current().fetched_at.map(|at| at.elapsed()) {
+                let wait = inner.timing.refresh_interval.saturating_sub(age);
+                let due =
+                    unix_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+                inner.refresh_due_ms.store(due, Ordering::Relaxed);
+            }
             drop(guard);
         });
         let _ = task.await;

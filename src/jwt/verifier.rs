@@ -189,8 +189,10 @@ impl Verifier {
     /// still publishes.
     fn cached(&self, token: &str) -> Option<Claims> {
         let cache = self.inner.cache.as_ref()?;
-        let hit = cache.get(token)?;
+        let now_ms = super::keys::unix_ms();
+        let hit = cache.get(token, now_ms / 1000)?;
         let keys = &self.inner.keys;
+        keys.refresh_if_due(now_ms);
         if hit.epoch == keys.epoch() || keys.still_publishes(&hit.kid, &hit.key) {
             return Some(hit.claims);
         }

@@ -22,7 +22,7 @@ pub struct Backoff {
     pub after_failures: u32,
     /// The first pause (default 1 s); each further failure doubles it.
     pub first_pause: Duration,
-    /// The longest pause, including one an upstream asks for (default 30 s).
+    /// The longest pause, including one an upstream asks for (default 30 s; at most 1 h).
     pub max_pause: Duration,
 }
 
@@ -51,7 +51,11 @@ pub(crate) struct Breaker {
 }
 
 impl Breaker {
-    pub(crate) fn new(config: Backoff) -> Self {
+    /// A breaker for `config`, its pauses capped at 1 h.
+    pub(crate) fn new(mut config: Backoff) -> Self {
+        let hour = Duration::from_secs(3600);
+        config.max_pause = config.max_pause.min(hour);
+        config.first_pause = config.first_pause.min(config.max_pause);
         Self {
             config,
             state: Mutex::default(),

@@ -28,6 +28,10 @@ const DEFAULT_TTL: Duration = Duration::from_secs(5);
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
 const DEFAULT_CAPACITY: u64 = 10_000;
 const DEFAULT_REFUSAL_MEMORY: Duration = Duration::from_secs(30);
+/// Longest time-to-live and refusal memory.
+const MAX_MEMORY: Duration = Duration::from_secs(24 * 3600);
+/// Longest deadline.
+const MAX_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// Live permissions with a short-TTL cache. Cheap to clone; clones share the cache.
 #[derive(Clone)]
@@ -141,17 +145,23 @@ impl LiveCheckBuilder {
         self
     }
 
-    /// How long a token the source [refused](SourceError::refused) is answered 401 from memory
-    /// without asking again (default 30 s; zero: never remembered). A user with three tokens
-    /// refused within this time has further new tokens refused from memory too, until this
-    /// long after the last refusal, unless their permissions are cached from an accepted token.
+    /// The longest a token the source [refused](SourceError::refused) is answered 401 from
+    /// memory without asking again (default 30 s; zero: never remembered). A token refused once
+    /// is remembered for 250 ms, each further refusal doubling that up to this length. A user
+    /// with three distinct tokens refused within it has their tokens issued before the latest
+    /// refusal, and not accepted by the source lately, refused from memory too (a new sign-in
+    /// is still asked about).
     pub fn refusal_memory(mut self, memory: Duration) -> Self {
         self.refusal_memory = memory;
         self
     }
 
-    /// The check.
-    pub fn build(self) -> LiveCheck {
+    /// The check. Durations beyond reason are capped: the time-to-live and the refusal memory
+    /// at 24 h, the deadline at 1 h.
+    pub fn build(mut self) -> LiveCheck {
+        self.ttl = self.ttl.min(MAX_MEMORY);
+        self.refusal_memory = self.refusal_memory.min(MAX_MEMORY);
+        self.deadline = self.deadline.min(MAX_DEADLINE);
         let cache = (!self.ttl.is_zero()).then(|| {
             Cache::builder()
                 .max_capacity(self.capacity)
@@ -303,7 +313,13 @@ impl Inner {
 
     pub(super) fn remember_refusal(&self, query: &PermissionQuery) {
         if let Some(refusals) = &self.refusals {
-            refusals.record(query);
+            refusals.record_refusal(query);
+        }
+    }
+
+    pub(super) fn remember_acceptance(&self, query: &PermissionQuery) {
+        if let Some(refusals) = &self.refusals {
+            refusals.record_acceptance(query);
         }
     }
 

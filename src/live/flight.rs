@@ -151,10 +151,10 @@ impl Completion {
             Err(error) => error.verdict(),
         };
         self.inner.breaker().record(verdict);
-        if let Err(error) = &result
-            && error.is_upstream_refusal()
-        {
-            self.inner.remember_refusal(&self.query);
+        match &result {
+            Ok(_) => self.inner.remember_acceptance(&self.query),
+            Err(error) if error.is_upstream_refusal() => self.inner.remember_refusal(&self.query),
+            Err(_) => {}
         }
         let mut flights = self.inner.flights();
         if flights.get(&self.key).is_some_and(|f| f.id == self.id) {

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 type Marks = Cache<Box<str>, u64, foldhash::fast::RandomState>;
@@ -61,6 +62,8 @@ impl Invalidations {
         let marks = || {
             let counters = counters.clone();
             Cache::builder()
+                // The newest marks matter: never refuse one for a frequency policy.
+                .eviction_policy(EvictionPolicy::lru())
                 .max_capacity(capacity.max(1))
                 .time_to_live(horizon)
                 .eviction_listener(move |_, _, cause| {

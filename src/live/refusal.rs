@@ -1,86 +1,158 @@
-//! The memory of refused callers: a token the source refused is answered from memory for a
-//! short while, and a user whose tokens keep being refused stops reaching the source at all.
+//! The memory of refused callers.
 //!
 //! Without it, a caller holding a token Kinde no longer accepts (signed out, expired at Kinde
 //! but inside our leeway, no organization) would reach Kinde on every request, at the caller's
-//! rate, until Kinde rate-limits the whole application and every strict route answers 503.
-//! With it, each refused token costs one upstream call per `ttl`, and each user at most
-//! [`MAX_REFUSED_PER_USER`] upstream refusals per `ttl`.
+//! rate, until Kinde rate-limits the whole application and every strict route answers 503. With
+//! it:
+//!
+//! - a refused token is answered from memory for 250 ms, doubling with each further refusal of
+//!   it up to the memory's length (default 30 s): a client hammering one dead token costs a
+//!   handful of upstream calls, then one per memory length; a short Kinde-side incident that
+//!   refuses everyone is forgotten within a second of its end;
+//! - a user with [`MAX_REFUSED_PER_USER`] distinct tokens refused lately stops reaching the
+//!   source with *older* tokens: a stockpile of dead tokens cannot be spent one by one. A token
+//!   issued since the latest refusal (a new sign-in), or one the source accepted lately, is
+//!   still asked about, so whoever holds a few dead tokens of a user cannot lock that user out.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
+use tokio::time::Instant;
 
 use super::PermissionQuery;
 use super::error::SourceError;
 
-/// Upstream refusals of one user's tokens within the memory's time-to-live after which that
-/// user's other tokens are refused from memory too.
+/// Distinct refused tokens of one user after which that user's older tokens are refused from
+/// memory too.
 pub(crate) const MAX_REFUSED_PER_USER: u32 = 3;
 
-/// Most refused tokens and users remembered.
+/// How long a token refused once is answered from memory; each further refusal doubles it.
+const FIRST_MEMORY: Duration = Duration::from_millis(250);
+
+/// Most tokens and users remembered, per kind.
 const CAPACITY: u64 = 10_000;
 
-/// Refused tokens (exact bytes) and per-user refusal counts.
+type Memory<K, V> = Cache<K, V, foldhash::fast::RandomState>;
+
+/// One refused token: how often it was refused, and until when that is remembered.
+#[derive(Clone, Copy)]
+struct Strike {
+    count: u32,
+    until: Instant,
+}
+
+/// One user's refused tokens: how many distinct ones, and when the latest refusal was (Unix
+/// seconds, to compare with tokens' `iat`).
+#[derive(Clone, Copy)]
+struct UserStrikes {
+    tokens: u32,
+    latest: i64,
+}
+
+/// Refused tokens, per-user refusal counts, and tokens the source accepted lately.
 pub(super) struct Refusals {
-    tokens: Cache<Arc<str>, (), foldhash::fast::RandomState>,
-    users: Cache<(Box<str>, Box<str>), u32, foldhash::fast::RandomState>,
-    /// Whether anything was ever refused: until then the check is one atomic load.
+    longest: Duration,
+    tokens: Memory<Arc<str>, Strike>,
+    users: Memory<(Box<str>, Box<str>), UserStrikes>,
+    accepted: Memory<Arc<str>, ()>,
+    /// Whether anything was ever refused: until then a check is one atomic load.
     any: AtomicBool,
 }
 
+fn memory<K, V>(ttl: Duration) -> Memory<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    Cache::builder()
+        .max_capacity(CAPACITY)
+        .eviction_policy(EvictionPolicy::lru())
+        .time_to_live(ttl)
+        .build_with_hasher(foldhash::fast::RandomState::default())
+}
+
 impl Refusals {
-    /// Remembers refusals for `ttl` (zero: not at all).
-    pub(super) fn new(ttl: Duration) -> Option<Self> {
-        if ttl.is_zero() {
+    /// Remembers refusals for at most `longest` (zero: not at all).
+    pub(super) fn new(longest: Duration) -> Option<Self> {
+        if longest.is_zero() {
             return None;
         }
-        let hasher = foldhash::fast::RandomState::default;
         Some(Self {
-            tokens: Cache::builder()
-                .max_capacity(CAPACITY)
-                .time_to_live(ttl)
-                .build_with_hasher(hasher()),
-            users: Cache::builder()
-                .max_capacity(CAPACITY)
-                .time_to_live(ttl)
-                .build_with_hasher(hasher()),
+            longest,
+            tokens: memory(longest),
+            users: memory(longest),
+            accepted: memory(longest),
             any: AtomicBool::new(false),
         })
     }
 
-    /// `Some` when `query`'s token was refused before: the caller is answered from memory.
+    fn user_key(query: &PermissionQuery) -> (Box<str>, Box<str>) {
+        (query.issuer().into(), query.user_id().into())
+    }
+
+    /// `Some` when `query`'s token was refused lately: the caller is answered from memory.
     pub(super) fn token(&self, query: &PermissionQuery) -> Option<SourceError> {
         if !self.any.load(Ordering::Acquire) {
             return None;
         }
-        self.tokens
-            .contains_key(query.access_token().expose())
-            .then(|| SourceError::refused("token refused before (from memory)"))
+        let strike = self.tokens.get(query.access_token().expose())?;
+        (Instant::now() < strike.until).then(|| SourceError::refused("token refused lately"))
     }
 
-    /// `Some` when `query`'s user had too many tokens refused lately: a token of theirs the
-    /// source has not seen is not sent to it either.
+    /// `Some` when `query`'s user had too many tokens refused lately and this token is older
+    /// than the latest refusal and was not accepted lately: it is not sent to the source.
     pub(super) fn user(&self, query: &PermissionQuery) -> Option<SourceError> {
         if !self.any.load(Ordering::Acquire) {
             return None;
         }
-        let user = (query.issuer().into(), query.user_id().into());
-        let refused = self.users.get(&user).unwrap_or(0);
-        (refused >= MAX_REFUSED_PER_USER)
-            .then(|| SourceError::refused("the user's tokens were refused too often (from memory)"))
+        let strikes = self.users.get(&Self::user_key(query))?;
+        if strikes.tokens < MAX_REFUSED_PER_USER {
+            return None;
+        }
+        let issued_since = query
+            .claims()
+            .issued_at()
+            .is_some_and(|iat| iat >= strikes.latest);
+        if issued_since || self.accepted.contains_key(query.access_token().expose()) {
+            return None;
+        }
+        Some(SourceError::refused(
+            "the user's older tokens were refused too often lately",
+        ))
     }
 
     /// Records that the source refused `query`'s token.
-    pub(super) fn record(&self, query: &PermissionQuery) {
-        self.tokens.insert(query.access_token().shared(), ());
-        let user = (query.issuer().into(), query.user_id().into());
+    pub(super) fn record_refusal(&self, query: &PermissionQuery) {
+        let now = Instant::now();
+        let token = query.access_token().shared();
+        let strike = self.tokens.entry(token).and_upsert_with(|old| {
+            let count = old.map_or(1, |old| old.value().count.saturating_add(1));
+            let doubled = FIRST_MEMORY.saturating_mul(1 << (count - 1).min(16));
+            Strike {
+                count,
+                until: now + doubled.min(self.longest),
+            }
+        });
+        let first = strike.value().count == 1;
+        let latest = i64::try_from(crate::jwt::now_secs()).unwrap_or(i64::MAX);
         self.users
-            .entry(user)
-            .and_upsert_with(|old| old.map_or(1, |n| n.value().saturating_add(1)));
+            .entry(Self::user_key(query))
+            .and_upsert_with(|old| {
+                let tokens = old.map_or(0, |old| old.value().tokens);
+                UserStrikes {
+                    tokens: tokens.saturating_add(u32::from(first)),
+                    latest,
+                }
+            });
         self.any.store(true, Ordering::Release);
+    }
+
+    /// Records that the source accepted `query`'s token.
+    pub(super) fn record_acceptance(&self, query: &PermissionQuery) {
+        self.accepted.insert(query.access_token().shared(), ());
     }
 }
 
@@ -89,11 +161,17 @@ mod tests {
     use super::*;
     use crate::claims::{AccessToken, Claims, Repr};
 
-    fn query(sub: &str, token: &str) -> PermissionQuery {
-        let json = format!(r#"{{"iss":"https://i","exp":9999999999,"sub":"{sub}"}}"#);
+    fn query_issued(iss: &str, sub: &str, token: &str, iat: i64) -> PermissionQuery {
+        let json = format!(r#"{{"iss":"{iss}","exp":9999999999,"sub":"{sub}","iat":{iat}}}"#);
         let repr: Repr = serde_json::from_str(&json).unwrap();
         let claims = Claims::from_parts(repr, AccessToken::new(Arc::from(token)));
         PermissionQuery::from_claims(&claims).unwrap()
+    }
+
+    /// A token of `sub` issued an hour ago.
+    fn query(sub: &str, token: &str) -> PermissionQuery {
+        let hour_ago = crate::jwt::now_secs() as i64 - 3600;
+        query_issued("https://i", sub, token, hour_ago)
     }
 
     #[test]
@@ -101,39 +179,63 @@ mod tests {
         assert!(Refusals::new(Duration::ZERO).is_none());
     }
 
-    #[test]
-    fn a_refused_token_is_remembered_and_a_user_is_capped() {
-        let memory = Refusals::new(Duration::from_secs(60)).unwrap();
-        let first = query("kp_1", "a");
-        assert!(memory.token(&first).is_none() && memory.user(&first).is_none());
-        memory.record(&first);
-        assert!(memory.token(&first).unwrap().is_refused());
-        let other_token = query("kp_1", "b");
-        assert!(memory.token(&other_token).is_none(), "only that token");
-        assert!(
-            memory.user(&other_token).is_none(),
-            "one refusal is not a pattern"
-        );
-        for token in ["b", "c"] {
-            memory.record(&query("kp_1", token));
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_token_is_remembered_for_longer_each_time() {
+        let memory = Refusals::new(Duration::from_secs(2)).unwrap();
+        let q = query("kp_1", "a");
+        assert!(memory.token(&q).is_none());
+        let mut remembered = Vec::new();
+        for _ in 0..5 {
+            memory.record_refusal(&q);
+            let mut held = Duration::ZERO;
+            while memory.token(&q).is_some() {
+                tokio::time::advance(Duration::from_millis(50)).await;
+                held += Duration::from_millis(50);
+            }
+            remembered.push(held.as_millis());
         }
-        let fourth = query("kp_1", "d");
-        assert!(memory.token(&fourth).is_none());
-        assert!(memory.user(&fourth).unwrap().is_refused(), "capped");
+        assert_eq!(remembered, [250, 500, 1000, 2000, 2000], "doubling, capped");
+        assert!(
+            memory.token(&query("kp_1", "b")).is_none(),
+            "only that token"
+        );
+    }
+
+    #[test]
+    fn a_user_is_capped_for_older_tokens_only() {
+        let memory = Refusals::new(Duration::from_secs(60)).unwrap();
+        for token in ["a", "b"] {
+            memory.record_refusal(&query("kp_1", token));
+        }
+        memory.record_refusal(&query("kp_1", "b"));
+        assert!(
+            memory.user(&query("kp_1", "d")).is_none(),
+            "two distinct tokens are not a pattern"
+        );
+        memory.record_refusal(&query("kp_1", "c"));
+        assert!(
+            memory.user(&query("kp_1", "d")).unwrap().is_refused(),
+            "capped"
+        );
         assert!(memory.user(&query("kp_2", "e")).is_none(), "per user");
-        // Per issuer too: the same id at another issuer is another user.
-        let json = r#"{"iss":"https://other","exp":9999999999,"sub":"kp_1"}"#;
-        let repr: Repr = serde_json::from_str(json).unwrap();
-        let claims = Claims::from_parts(repr, AccessToken::new(Arc::from("f")));
-        let elsewhere = PermissionQuery::from_claims(&claims).unwrap();
-        assert!(memory.user(&elsewhere).is_none());
+        let now = crate::jwt::now_secs() as i64;
+        let new_sign_in = query_issued("https://i", "kp_1", "fresh", now);
+        assert!(
+            memory.user(&new_sign_in).is_none(),
+            "issued since the refusals"
+        );
+        let elsewhere = query_issued("https://other", "kp_1", "f", now - 3600);
+        assert!(memory.user(&elsewhere).is_none(), "per issuer");
+        let session = query("kp_1", "accepted-before");
+        memory.record_acceptance(&session);
+        assert!(memory.user(&session).is_none(), "accepted lately");
     }
 
     #[test]
     fn refusals_are_forgotten_after_the_memory_ends() {
         let memory = Refusals::new(Duration::from_millis(50)).unwrap();
         for token in ["a", "b", "c"] {
-            memory.record(&query("kp_1", token));
+            memory.record_refusal(&query("kp_1", token));
         }
         assert!(memory.token(&query("kp_1", "a")).is_some());
         assert!(memory.user(&query("kp_1", "z")).is_some());

@@ -49,7 +49,8 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 pub use event::{Effect, WebhookEvent};
@@ -65,6 +66,8 @@ const MAX_WEBHOOK_ID_BYTES: usize = 256;
 const SEEN_IDS: u64 = 50_000;
 /// Default age window: Kinde retries for up to 36 h.
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(48 * 3600);
+/// Longest age window.
+const LONGEST_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How far ahead of ours Kinde's clock may be.
 const FUTURE_TOLERANCE: Duration = Duration::from_secs(300);
 
@@ -115,11 +118,11 @@ impl WebhookReceiver {
     }
 
     /// Refuses (400) events whose signed `timestamp` is older than `max_age` (default 48 h;
-    /// Kinde retries a delivery for up to 36 h). Event ids are remembered for longer than this,
+    /// Kinde retries a delivery for up to 36 h; at most 30 days). Event ids are remembered for longer than this,
     /// so no event can be applied twice.
     pub fn max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = max_age;
-        self.seen = remembered_for(max_age);
+        self.max_age = max_age.min(LONGEST_MAX_AGE);
+        self.seen = remembered_for(self.max_age);
         self
     }
 
@@ -156,13 +159,16 @@ impl WebhookReceiver {
         let received = SystemTime::now();
         self.check_age(&event, received)?;
         let event_id = event.event_id.as_deref().unwrap_or_default();
-        if self.seen.contains_key(event_id) {
+        // Claimed and applied with no await in between: two concurrent deliveries of one event
+        // cannot both apply it, and a cancelled delivery cannot claim it without applying it.
+        if !first_sighting(&self.seen, event_id) {
             tracing::debug!(target: "claimcheck::webhook", kind = %event.kind, event_id, hint, "duplicate event");
             return Ok(Receipt::Duplicate);
         }
         let effect = event.effect();
         // Kinde's clock may be ahead of ours by as much as we tolerate on tokens.
-        let at = event.occurred_at(received + self.auth.verifier().leeway());
+        let latest = received.checked_add(self.auth.verifier().leeway());
+        let at = event.occurred_at(latest.unwrap_or(received));
         match &effect {
             Effect::User(user) => self.auth.mark_changed(Change::User(user.clone()), at),
             Effect::Org(org) => self.auth.invalidate_org(org),
@@ -170,7 +176,6 @@ impl WebhookReceiver {
             Effect::Everyone => self.auth.invalidate_all(),
             Effect::None => {}
         }
-        self.seen.insert(event_id.into(), ());
         tracing::info!(
             target: "claimcheck::webhook",
             kind = %event.kind,
@@ -214,13 +219,24 @@ impl WebhookReceiver {
         }
     }
 
-    /// An axum handler: `post(receiver.into_handler())`.
+    /// An axum handler: `post(receiver.into_handler())`. It checks the content type and the
+    /// declared length before reading the body, and reads at most 64 KiB of it: an oversized
+    /// or mislabelled delivery is refused without being buffered.
     pub fn into_handler(
         self,
-    ) -> impl Fn(HeaderMap, Bytes) -> WebhookFuture + Clone + Send + Sync + 'static {
-        move |headers: HeaderMap, body: Bytes| {
+    ) -> impl Fn(Request<Body>) -> WebhookFuture + Clone + Send + Sync + 'static {
+        move |request: Request<Body>| {
             let receiver = self.clone();
-            Box::pin(async move { receiver.respond(&headers, &body).await })
+            Box::pin(async move {
+                let (parts, body) = request.into_parts();
+                match read_body(&parts.headers, body).await {
+                    Ok(body) => receiver.respond(&parts.headers, &body).await,
+                    Err(error) => {
+                        tracing::warn!(target: "claimcheck::webhook", ?error, "webhook refused");
+                        error.into_response()
+                    }
+                }
+            })
         }
     }
 }
@@ -256,12 +272,42 @@ impl std::fmt::Display for WebhookError {
 
 impl std::error::Error for WebhookError {}
 
+/// The body of a delivery, refused before reading when its type or declared length is wrong,
+/// and while reading as soon as it passes 64 KiB.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, WebhookError> {
+    if !acceptable_type(headers) {
+        return Err(WebhookError::UnsupportedMediaType);
+    }
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(WebhookError::Invalid("body too large"));
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| WebhookError::Invalid("body too large or cut short"))
+}
+
 /// A memory of event ids that outlives the age window (and the clock skew at its far end).
 fn remembered_for(max_age: Duration) -> Cache<Box<str>, ()> {
+    memory_of(SEEN_IDS, max_age + 2 * FUTURE_TOLERANCE)
+}
+
+/// A memory of at most `capacity` ids for `ttl`. When full it forgets the least recently seen
+/// id (LRU), so a new id is always remembered.
+fn memory_of(capacity: u64, ttl: Duration) -> Cache<Box<str>, ()> {
     Cache::builder()
-        .max_capacity(SEEN_IDS)
-        .time_to_live(max_age + 2 * FUTURE_TOLERANCE)
+        .max_capacity(capacity)
+        .eviction_policy(EvictionPolicy::lru())
+        .time_to_live(ttl)
         .build()
+}
+
+/// Whether `event_id` is seen for the first time; remembers it either way, atomically.
+fn first_sighting(seen: &Cache<Box<str>, ()>, event_id: &str) -> bool {
+    seen.entry(event_id.into()).or_insert(()).is_fresh()
 }
 
 /// The `webhook-id` header, for logs only (it is not signed): `""` when absent or not text,
@@ -291,4 +337,43 @@ fn acceptable_type(headers: &HeaderMap) -> bool {
         essence.eq_ignore_ascii_case("application/jwt")
             || essence.eq_ignore_ascii_case("text/plain")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_memory_still_remembers_every_new_event() {
+        let seen = memory_of(100, Duration::from_secs(60));
+        for i in 0..1_000 {
+            let id = format!("event_{i}");
+            assert!(first_sighting(&seen, &id), "{id}");
+            assert!(!first_sighting(&seen, &id), "{id} replayed at once");
+        }
+        seen.run_pending_tasks();
+        assert!(seen.entry_count() <= 100);
+        // The latest ids are the ones kept: a replay of a recent event is a duplicate.
+        for i in 990..1_000 {
+            assert!(!first_sighting(&seen, &format!("event_{i}")));
+        }
+    }
+
+    #[test]
+    fn concurrent_deliveries_of_one_event_apply_once() {
+        let seen = memory_of(10_000, Duration::from_secs(60));
+        let applied = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for i in 0..500 {
+                        if first_sighting(&seen, &format!("event_{i}")) {
+                            applied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(applied.into_inner(), 500);
+    }
 }

@@ -195,6 +195,12 @@ pub async fn start_via(via: Via, ttl: Duration) -> Harness {
 
 pub async fn start_live(kinde: FakeKinde, verifier: Verifier, live: LiveCheck) -> Harness {
     let auth = Auth::new(verifier.clone(), live.clone());
+    start_auth(kinde, auth).await
+}
+
+/// Starts the app in front of `auth` (built on a verifier for `kinde`).
+pub async fn start_auth(kinde: FakeKinde, auth: Auth) -> Harness {
+    let (verifier, live) = (auth.verifier().clone(), auth.live_check().clone());
     let runs = Arc::new(AtomicUsize::new(0));
     let (base, server) = serve(app(&auth, runs.clone())).await;
     let client = reqwest::Client::builder()
