@@ -10,6 +10,8 @@
 //! Both are polled with a no-op waker: no runtime in the count.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
@@ -64,12 +66,7 @@ fn main() {
         .permissions(["read:reports", "create:payments"])
         .sign();
 
-    let jwk = kinde.current_jwk();
-    let (n, e) = (jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap());
-    let key = DecodingKey::from_rsa_components(n, e).unwrap();
-    let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_audience(&[kinde.audience()]);
-    validation.set_issuer(&[kinde.issuer()]);
+    let (key, validation) = common::raw_decoder(&kinde);
 
     first_seen(&verifier, &token);
     raw_decode(&key, &validation, &token);

@@ -16,6 +16,8 @@
 //! upstream call.
 #![allow(missing_docs)] // criterion's macros generate undocumented public functions
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
@@ -28,7 +30,6 @@ use claimcheck::testing::{DEFAULT_ORG, Endpoint, FakeKinde};
 use claimcheck::{Auth, Permission, Verifier};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
-use jsonwebtoken::{DecodingKey, Validation};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 use tower_oauth2_resource_server::server::OAuth2ResourceServer;
@@ -120,12 +121,7 @@ fn benches(c: &mut Criterion) {
     let bare: Router = Router::new().route("/reports", get(handler()));
     bench_route(c, &rt, "bare", &bare, ("GET", "/reports", &token));
 
-    let jwk = kinde.current_jwk();
-    let (n, e) = (jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap());
-    let key = DecodingKey::from_rsa_components(n, e).unwrap();
-    let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_audience(&[kinde.audience()]);
-    validation.set_issuer(&[kinde.issuer()]);
+    let (key, validation) = common::raw_decoder(&kinde);
     c.bench_function("verify_raw", |b| {
         b.iter(|| {
             jsonwebtoken::decode::<serde_json::Value>(black_box(&token), &key, &validation).unwrap()
@@ -183,7 +179,7 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
+    let jwks = serde_json::json!({ "keys": [kinde.current_jwk()] }).to_string();
     let tenant = TenantConfiguration::static_builder(jwks)
         .identifier(kinde.issuer())
         .audiences(&[kinde.audience()])

@@ -61,22 +61,39 @@ fn check(source: &Arc<Scripted>, ttl: Duration) -> LiveCheck {
         .build()
 }
 
-#[tokio::test]
-async fn a_fill_invalidated_in_flight_is_not_served_or_cached() {
+/// A source whose first call waits for the returned gate, and a check in front of it.
+fn gated() -> (Arc<Scripted>, Arc<Notify>, LiveCheck) {
     let gate = Arc::new(Notify::new());
     let source = Arc::new(Scripted {
         gate: Some(gate.clone()),
         ..Default::default()
     });
     let live = check(&source, Duration::from_secs(60));
-    let q = query("kp_1", "org_1");
-    let waiting = tokio::spawn({
+    (source, gate, live)
+}
+
+/// Starts a lookup of `q` in a task and waits until the source has been called `calls` times.
+async fn in_flight(
+    live: &LiveCheck,
+    source: &Scripted,
+    q: &PermissionQuery,
+    calls: usize,
+) -> tokio::task::JoinHandle<Result<Lookup, SourceError>> {
+    let task = tokio::spawn({
         let (live, q) = (live.clone(), q.clone());
         async move { live.lookup(&q).await }
     });
-    while source.calls.load(Ordering::SeqCst) == 0 {
+    while source.calls.load(Ordering::SeqCst) < calls {
         tokio::task::yield_now().await;
     }
+    task
+}
+
+#[tokio::test]
+async fn a_fill_invalidated_in_flight_is_not_served_or_cached() {
+    let (source, gate, live) = gated();
+    let q = query("kp_1", "org_1");
+    let waiting = in_flight(&live, &source, &q, 1).await;
     live.invalidate_user("kp_1");
     gate.notify_one();
     let lookup = waiting.await.unwrap().unwrap();
@@ -191,27 +208,13 @@ async fn each_caller_gives_up_at_its_deadline() {
 
 #[tokio::test]
 async fn a_refused_token_is_remembered_and_its_refusal_is_not_shared() {
-    let gate = Arc::new(Notify::new());
-    let source = Arc::new(Scripted {
-        gate: Some(gate.clone()),
-        ..Default::default()
-    });
-    let live = check(&source, Duration::from_secs(60));
+    let (source, gate, live) = gated();
     let refused = query_with("kp_1", "org_1", "refused-1");
     let accepted = query_with("kp_1", "org_1", "good");
     // Same user, two tokens, one flight: the refusal of the first token reaches only its
     // holder; the second caller asks again with its own token.
-    let first = tokio::spawn({
-        let (live, q) = (live.clone(), refused.clone());
-        async move { live.lookup(&q).await }
-    });
-    while source.calls.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
-    let second = tokio::spawn({
-        let (live, q) = (live.clone(), accepted.clone());
-        async move { live.lookup(&q).await }
-    });
+    let first = in_flight(&live, &source, &refused, 1).await;
+    let second = in_flight(&live, &source, &accepted, 1).await;
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
@@ -291,20 +294,9 @@ async fn refusals_never_pause_the_source() {
 
 #[tokio::test]
 async fn a_flight_overtaken_by_an_invalidation_is_replaced_not_joined() {
-    let gate = Arc::new(Notify::new());
-    let source = Arc::new(Scripted {
-        gate: Some(gate.clone()),
-        ..Default::default()
-    });
-    let live = check(&source, Duration::from_secs(60));
+    let (source, gate, live) = gated();
     let q = query("kp_1", "org_1");
-    let early = tokio::spawn({
-        let (live, q) = (live.clone(), q.clone());
-        async move { live.lookup(&q).await }
-    });
-    while source.calls.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
+    let early = in_flight(&live, &source, &q, 1).await;
     live.invalidate_org("org_1");
     // Arrives after the invalidation: starts its own call instead of waiting for the old one.
     let late = live.lookup(&q).await.unwrap();
