@@ -307,7 +307,8 @@ fn memory_of(capacity: u64, ttl: Duration) -> Cache<Box<str>, ()> {
 
 /// Whether `event_id` is seen for the first time; remembers it either way, atomically.
 fn first_sighting(seen: &Cache<Box<str>, ()>, event_id: &str) -> bool {
-    seen.entry(event_id.into()).or_insert(()).is_fresh()
+    // `or_insert_with` coalesces concurrent insertions of one key; `or_insert` does not.
+    seen.entry(event_id.into()).or_insert_with(|| ()).is_fresh()
 }
 
 /// The `webhook-id` header, for logs only (it is not signed): `""` when absent or not text,
