@@ -14,8 +14,8 @@
 //! and `capacity` organization watermarks are kept. A watermark dropped for room before its time
 //! raises the global watermark to its value instead of vanishing: a reported change is never
 //! forgotten while a token it concerns can still be presented; the price is live decisions for
-//! everyone's older tokens. The check costs three atomic loads while no
-//! watermark is set, and one cache lookup per kind (user, organization) in use.
+//! everyone's older tokens. The check costs three atomic loads while no watermark is held (none
+//! set yet, or all expired), and one cache lookup per kind (user, organization) holding some.
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
@@ -29,21 +29,18 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use moka::notification::RemovalCause;
-use moka::policy::EvictionPolicy;
-use moka::sync::Cache;
-
 use crate::claims::Claims;
+use crate::recent::Recent;
 
 /// Kinde's default access-token lifetime, plus the verifier's default leeway.
 pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600 + 30);
 const DEFAULT_CAPACITY: u64 = 100_000;
 const NONE: i64 = i64::MIN;
 
-type Marks = Cache<Box<str>, i64, foldhash::fast::RandomState>;
+type Marks = Recent<Box<str>, i64>;
 
 /// A change to permissions that tokens issued before it do not reflect, for
 /// [`Auth::mark_changed`](crate::Auth::mark_changed).
@@ -67,11 +64,8 @@ pub struct Freshness {
 struct Inner {
     users: Marks,
     orgs: Marks,
-    /// Global watermark in Unix milliseconds, or `NONE`; shared with the eviction listeners.
+    /// Global watermark in Unix milliseconds, or `NONE`; shared with the overflow callbacks.
     global: Arc<AtomicI64>,
-    /// Whether any user / organization watermark was ever set: lookups are skipped until then.
-    any_user: AtomicBool,
-    any_org: AtomicBool,
     max_lifetime: Duration,
 }
 
@@ -106,27 +100,17 @@ impl Freshness {
         let global = Arc::new(AtomicI64::new(NONE));
         let marks = || {
             let global = global.clone();
-            Cache::builder()
-                // The newest marks matter: never refuse one for a frequency policy.
-                .eviction_policy(EvictionPolicy::lru())
-                .max_capacity(capacity)
-                .time_to_live(max_token_lifetime)
-                .eviction_listener(move |_, mark: i64, cause| {
-                    // Dropped for room, before its time: it becomes everyone's watermark, so the
-                    // change it recorded is never forgotten (more live calls, never an allow).
-                    if cause == RemovalCause::Size {
-                        global.fetch_max(mark, Ordering::SeqCst);
-                    }
-                })
-                .build_with_hasher(foldhash::fast::RandomState::default())
+            // Dropped for room, before its time: it becomes everyone's watermark, so the change
+            // it recorded is never forgotten (more live calls, never an allow).
+            Recent::with_overflow(capacity, max_token_lifetime, move |mark: i64| {
+                global.fetch_max(mark, Ordering::SeqCst);
+            })
         };
         Self {
             inner: Arc::new(Inner {
                 users: marks(),
                 orgs: marks(),
                 global,
-                any_user: AtomicBool::new(false),
-                any_org: AtomicBool::new(false),
                 max_lifetime: max_token_lifetime,
             }),
         }
@@ -136,13 +120,11 @@ impl Freshness {
     /// event delivered late leaves a newer one in place.
     pub fn mark_user(&self, user_id: &str, at: SystemTime) {
         self.mark(&self.inner.users, user_id, at);
-        self.inner.any_user.store(true, Ordering::Release);
     }
 
     /// Tokens for the organization `org_code` issued up to `at` are stale.
     pub fn mark_org(&self, org_code: &str, at: SystemTime) {
         self.mark(&self.inner.orgs, org_code, at);
-        self.inner.any_org.store(true, Ordering::Release);
     }
 
     /// Every token issued up to `at` is stale (until the longest token lifetime has passed).
@@ -152,9 +134,7 @@ impl Freshness {
 
     fn mark(&self, marks: &Marks, key: &str, at: SystemTime) {
         let at = unix_ms(at);
-        marks
-            .entry(Box::from(key))
-            .and_upsert_with(|old| old.map_or(at, |old| (*old.value()).max(at)));
+        marks.upsert(key.into(), |old| old.map_or(at, |old| (*old).max(at)));
     }
 
     /// The user's watermark, if one is set.
@@ -165,13 +145,9 @@ impl Freshness {
     /// The latest watermark that applies to `claims` (its user's, its organization's or the
     /// global one), in Unix milliseconds.
     fn watermark_ms(&self, claims: &Claims) -> Option<i64> {
-        let lookup = |any: &AtomicBool, marks: &Marks, key: Option<&str>| {
-            any.load(Ordering::Acquire)
-                .then(|| marks.get(key?))
-                .flatten()
-        };
-        let user = lookup(&self.inner.any_user, &self.inner.users, claims.subject());
-        let org = lookup(&self.inner.any_org, &self.inner.orgs, claims.org_code());
+        let lookup = |marks: &Marks, key: Option<&str>| marks.get(key?);
+        let user = lookup(&self.inner.users, claims.subject());
+        let org = lookup(&self.inner.orgs, claims.org_code());
         let global = match self.inner.global.load(Ordering::Acquire) {
             NONE => None,
             mark => {
@@ -195,9 +171,7 @@ impl Freshness {
 
     /// Approximate number of user and organization watermarks held.
     pub fn len(&self) -> u64 {
-        self.inner.users.run_pending_tasks();
-        self.inner.orgs.run_pending_tasks();
-        self.inner.users.entry_count() + self.inner.orgs.entry_count()
+        self.inner.users.len() + self.inner.orgs.len()
     }
 
     /// Whether no user or organization watermark is held.

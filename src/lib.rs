@@ -32,6 +32,7 @@ pub mod jwt;
 pub mod kinde;
 pub mod live;
 pub mod permission;
+mod recent;
 mod upstream;
 pub mod webhook;
 

@@ -15,22 +15,18 @@
 //! upstream call per user, never a stale answer).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use moka::notification::RemovalCause;
-use moka::policy::EvictionPolicy;
-use moka::sync::Cache;
+use crate::recent::Recent;
 
-type Marks = Cache<Box<str>, u64, foldhash::fast::RandomState>;
+type Marks = Recent<Box<str>, u64>;
 
 /// The generation counter and the last invalidation of each scope.
 pub(super) struct Invalidations {
     counters: Arc<Counters>,
     users: Marks,
     orgs: Marks,
-    any_user: AtomicBool,
-    any_org: AtomicBool,
 }
 
 struct Counters {
@@ -61,25 +57,13 @@ impl Invalidations {
         });
         let marks = || {
             let counters = counters.clone();
-            Cache::builder()
-                // The newest marks matter: never refuse one for a frequency policy.
-                .eviction_policy(EvictionPolicy::lru())
-                .max_capacity(capacity.max(1))
-                .time_to_live(horizon)
-                .eviction_listener(move |_, _, cause| {
-                    // Forgotten before its time: forget everyone's answers instead.
-                    if cause == RemovalCause::Size {
-                        counters.invalidate_everyone();
-                    }
-                })
-                .build_with_hasher(foldhash::fast::RandomState::default())
+            // Forgotten before its time: forget everyone's answers instead.
+            Recent::with_overflow(capacity, horizon, move |_| counters.invalidate_everyone())
         };
         Self {
             users: marks(),
             orgs: marks(),
             counters,
-            any_user: AtomicBool::new(false),
-            any_org: AtomicBool::new(false),
         }
     }
 
@@ -90,12 +74,10 @@ impl Invalidations {
 
     pub(super) fn invalidate_user(&self, user: &str) {
         Self::mark(&self.users, user, self.counters.next());
-        self.any_user.store(true, Ordering::Release);
     }
 
     pub(super) fn invalidate_org(&self, org: &str) {
         Self::mark(&self.orgs, org, self.counters.next());
-        self.any_org.store(true, Ordering::Release);
     }
 
     pub(super) fn invalidate_everyone(&self) {
@@ -103,9 +85,9 @@ impl Invalidations {
     }
 
     fn mark(marks: &Marks, scope: &str, number: u64) {
-        marks
-            .entry(Box::from(scope))
-            .and_upsert_with(|old| old.map_or(number, |old| (*old.value()).max(number)));
+        marks.upsert(scope.into(), |old| {
+            old.map_or(number, |old| (*old).max(number))
+        });
     }
 
     /// Whether an answer for `user` in `org`, fetched by a call of generation `generation`, is
@@ -114,13 +96,12 @@ impl Invalidations {
         if self.counters.everyone.load(Ordering::Acquire) > generation {
             return false;
         }
-        let later = |any: &AtomicBool, marks: &Marks, scope: Option<&str>| {
-            any.load(Ordering::Acquire)
-                && scope
-                    .and_then(|scope| marks.get(scope))
-                    .is_some_and(|number| number > generation)
+        let later = |marks: &Marks, scope: Option<&str>| {
+            scope
+                .and_then(|scope| marks.get(scope))
+                .is_some_and(|number| number > generation)
         };
-        !later(&self.any_user, &self.users, Some(user)) && !later(&self.any_org, &self.orgs, org)
+        !later(&self.users, Some(user)) && !later(&self.orgs, org)
     }
 }
 
@@ -165,8 +146,7 @@ mod tests {
         for i in 0..1_000 {
             marks.invalidate_user(&format!("kp_{i}"));
         }
-        marks.users.run_pending_tasks();
-        assert!(marks.users.entry_count() <= 10);
+        assert!(marks.users.len() <= 10);
         // Whichever user's mark was dropped, no answer fetched before is served.
         for i in 0..1_000 {
             assert!(

@@ -15,15 +15,13 @@
 //!   still asked about, so whoever holds a few dead tokens of a user cannot lock that user out.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use moka::policy::EvictionPolicy;
-use moka::sync::Cache;
 use tokio::time::Instant;
 
 use super::PermissionQuery;
 use super::error::SourceError;
+use crate::recent::Recent;
 
 /// Distinct refused tokens of one user after which that user's older tokens are refused from
 /// memory too.
@@ -34,8 +32,6 @@ const FIRST_MEMORY: Duration = Duration::from_millis(250);
 
 /// Most tokens and users remembered, per kind.
 const CAPACITY: u64 = 10_000;
-
-type Memory<K, V> = Cache<K, V, foldhash::fast::RandomState>;
 
 /// One refused token: how often it was refused, and until when that is remembered.
 #[derive(Clone, Copy)]
@@ -55,23 +51,9 @@ struct UserStrikes {
 /// Refused tokens, per-user refusal counts, and tokens the source accepted lately.
 pub(super) struct Refusals {
     longest: Duration,
-    tokens: Memory<Arc<str>, Strike>,
-    users: Memory<(Box<str>, Box<str>), UserStrikes>,
-    accepted: Memory<Arc<str>, ()>,
-    /// Whether anything was ever refused: until then a check is one atomic load.
-    any: AtomicBool,
-}
-
-fn memory<K, V>(ttl: Duration) -> Memory<K, V>
-where
-    K: std::hash::Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    Cache::builder()
-        .max_capacity(CAPACITY)
-        .eviction_policy(EvictionPolicy::lru())
-        .time_to_live(ttl)
-        .build_with_hasher(foldhash::fast::RandomState::default())
+    tokens: Recent<Arc<str>, Strike>,
+    users: Recent<(Box<str>, Box<str>), UserStrikes>,
+    accepted: Recent<Arc<str>, ()>,
 }
 
 impl Refusals {
@@ -82,10 +64,9 @@ impl Refusals {
         }
         Some(Self {
             longest,
-            tokens: memory(longest),
-            users: memory(longest),
-            accepted: memory(longest),
-            any: AtomicBool::new(false),
+            tokens: Recent::new(CAPACITY, longest),
+            users: Recent::new(CAPACITY, longest),
+            accepted: Recent::new(CAPACITY, longest),
         })
     }
 
@@ -95,9 +76,6 @@ impl Refusals {
 
     /// `Some` when `query`'s token was refused lately: the caller is answered from memory.
     pub(super) fn token(&self, query: &PermissionQuery) -> Option<SourceError> {
-        if !self.any.load(Ordering::Acquire) {
-            return None;
-        }
         let strike = self.tokens.get(query.access_token().expose())?;
         (Instant::now() < strike.until).then(|| SourceError::refused("token refused lately"))
     }
@@ -105,7 +83,7 @@ impl Refusals {
     /// `Some` when `query`'s user had too many tokens refused lately and this token is older
     /// than the latest refusal and was not accepted lately: it is not sent to the source.
     pub(super) fn user(&self, query: &PermissionQuery) -> Option<SourceError> {
-        if !self.any.load(Ordering::Acquire) {
+        if self.users.is_empty() {
             return None;
         }
         let strikes = self.users.get(&Self::user_key(query))?;
@@ -116,7 +94,7 @@ impl Refusals {
             .claims()
             .issued_at()
             .is_some_and(|iat| iat >= strikes.latest);
-        if issued_since || self.accepted.contains_key(query.access_token().expose()) {
+        if issued_since || self.accepted.contains(query.access_token().expose()) {
             return None;
         }
         Some(SourceError::refused(
@@ -128,31 +106,27 @@ impl Refusals {
     pub(super) fn record_refusal(&self, query: &PermissionQuery) {
         let now = Instant::now();
         let token = query.access_token().shared();
-        let strike = self.tokens.entry(token).and_upsert_with(|old| {
-            let count = old.map_or(1, |old| old.value().count.saturating_add(1));
+        let strike = self.tokens.upsert(token, |old| {
+            let count = old.map_or(1, |old| old.count.saturating_add(1));
             let doubled = FIRST_MEMORY.saturating_mul(1 << (count - 1).min(16));
             Strike {
                 count,
                 until: now + doubled.min(self.longest),
             }
         });
-        let first = strike.value().count == 1;
+        let first = strike.count == 1;
         let latest = i64::try_from(crate::jwt::now_secs()).unwrap_or(i64::MAX);
-        self.users
-            .entry(Self::user_key(query))
-            .and_upsert_with(|old| {
-                let tokens = old.map_or(0, |old| old.value().tokens);
-                UserStrikes {
-                    tokens: tokens.saturating_add(u32::from(first)),
-                    latest,
-                }
-            });
-        self.any.store(true, Ordering::Release);
+        self.users.upsert(Self::user_key(query), |old| UserStrikes {
+            tokens: old
+                .map_or(0, |old| old.tokens)
+                .saturating_add(u32::from(first)),
+            latest,
+        });
     }
 
     /// Records that the source accepted `query`'s token.
     pub(super) fn record_acceptance(&self, query: &PermissionQuery) {
-        self.accepted.insert(query.access_token().shared(), ());
+        self.accepted.upsert(query.access_token().shared(), |_| ());
     }
 }
 

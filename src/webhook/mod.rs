@@ -45,19 +45,19 @@ mod event;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
-use moka::policy::EvictionPolicy;
-use moka::sync::Cache;
 
 pub use event::{Effect, WebhookEvent};
 
 use crate::auth::Auth;
 use crate::error::{AuthErrorKind, DEFAULT_RETRY_AFTER};
 use crate::freshness::Change;
+use crate::recent::Recent;
 
 const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest `webhook-id` header accepted.
@@ -98,7 +98,7 @@ pub enum WebhookError {
 #[derive(Clone)]
 pub struct WebhookReceiver {
     auth: Auth,
-    seen: Cache<Box<str>, ()>,
+    seen: Arc<Recent<Box<str>, ()>>,
     max_age: Duration,
     distrust_all: bool,
 }
@@ -161,7 +161,7 @@ impl WebhookReceiver {
         let event_id = event.event_id.as_deref().unwrap_or_default();
         // Claimed and applied with no await in between: two concurrent deliveries of one event
         // cannot both apply it, and a cancelled delivery cannot claim it without applying it.
-        if !first_sighting(&self.seen, event_id) {
+        if !self.seen.insert_new(event_id.into(), ()) {
             tracing::debug!(target: "claimcheck::webhook", kind = %event.kind, event_id, hint, "duplicate event");
             return Ok(Receipt::Duplicate);
         }
@@ -290,25 +290,10 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, WebhookErro
         .map_err(|_| WebhookError::Invalid("body too large or cut short"))
 }
 
-/// A memory of event ids that outlives the age window (and the clock skew at its far end).
-fn remembered_for(max_age: Duration) -> Cache<Box<str>, ()> {
-    memory_of(SEEN_IDS, max_age + 2 * FUTURE_TOLERANCE)
-}
-
-/// A memory of at most `capacity` ids for `ttl`. When full it forgets the least recently seen
-/// id (LRU), so a new id is always remembered.
-fn memory_of(capacity: u64, ttl: Duration) -> Cache<Box<str>, ()> {
-    Cache::builder()
-        .max_capacity(capacity)
-        .eviction_policy(EvictionPolicy::lru())
-        .time_to_live(ttl)
-        .build()
-}
-
-/// Whether `event_id` is seen for the first time; remembers it either way, atomically.
-fn first_sighting(seen: &Cache<Box<str>, ()>, event_id: &str) -> bool {
-    // `or_insert_with` coalesces concurrent insertions of one key; `or_insert` does not.
-    seen.entry(event_id.into()).or_insert_with(|| ()).is_fresh()
+/// A memory of event ids that outlives the age window (and the clock skew at its far end); when
+/// full, the least recently seen id goes first, so every new event is remembered.
+fn remembered_for(max_age: Duration) -> Arc<Recent<Box<str>, ()>> {
+    Arc::new(Recent::new(SEEN_IDS, max_age + 2 * FUTURE_TOLERANCE))
 }
 
 /// The `webhook-id` header, for logs only (it is not signed): `""` when absent or not text,
@@ -343,32 +328,38 @@ fn acceptable_type(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live::{KindeAccountApi, LiveCheck};
+
+    fn receiver() -> WebhookReceiver {
+        let verifier = crate::Verifier::builder("https://a.kinde.com")
+            .audience("api")
+            .build()
+            .unwrap();
+        let live = LiveCheck::builder(KindeAccountApi::new("https://a.kinde.com").unwrap()).build();
+        WebhookReceiver::new(Auth::new(verifier, live))
+    }
 
     #[test]
-    fn a_full_memory_still_remembers_every_new_event() {
-        let seen = memory_of(100, Duration::from_secs(60));
-        for i in 0..1_000 {
-            let id = format!("event_{i}");
-            assert!(first_sighting(&seen, &id), "{id}");
-            assert!(!first_sighting(&seen, &id), "{id} replayed at once");
-        }
-        seen.run_pending_tasks();
-        assert!(seen.entry_count() <= 100);
-        // The latest ids are the ones kept: a replay of a recent event is a duplicate.
-        for i in 990..1_000 {
-            assert!(!first_sighting(&seen, &format!("event_{i}")));
+    fn event_ids_outlive_the_age_window() {
+        for max_age in [DEFAULT_MAX_AGE, Duration::from_secs(3600), Duration::MAX] {
+            let receiver = receiver().max_age(max_age);
+            let remembered = receiver.seen.time_to_live().unwrap();
+            assert!(
+                remembered > receiver.max_age + FUTURE_TOLERANCE,
+                "{max_age:?}"
+            );
         }
     }
 
     #[test]
     fn concurrent_deliveries_of_one_event_apply_once() {
-        let seen = memory_of(10_000, Duration::from_secs(60));
+        let seen = remembered_for(DEFAULT_MAX_AGE);
         let applied = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| {
             for _ in 0..4 {
                 scope.spawn(|| {
                     for i in 0..500 {
-                        if first_sighting(&seen, &format!("event_{i}")) {
+                        if seen.insert_new(format!("event_{i}").into(), ()) {
                             applied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
