@@ -112,7 +112,7 @@ async fn a_cached_token_is_dropped_when_its_key_is_withdrawn() {
     let cached = h.kinde.user_token("kp_1").sign();
     assert_eq!(h.get("/me", Some(&cached)).await.status, 200);
     // A second key, published and used before the first is withdrawn.
-    let spare_kid = h.kinde.rotate_key();
+    h.kinde.rotate_key();
     let spare = h.kinde.user_token("kp_2").sign();
     tokio::time::sleep(Duration::from_millis(250)).await; // past the 200 ms cooldown
     assert_eq!(
@@ -138,7 +138,6 @@ async fn a_cached_token_is_dropped_when_its_key_is_withdrawn() {
     h.get("/me", Some(&cached)).await.assert_invalid_token();
     // ...while one cached under a key still published is served as before.
     assert_eq!(h.get("/me", Some(&spare)).await.status, 200);
-    assert!(h.verifier.key_store().key_count() == 2 && spare_kid != old_kid);
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@
 //!   not cached.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::Expiry;
@@ -32,14 +33,13 @@ const ENTRY_OVERHEAD: usize = 320;
 /// (many small ones) the bytes held by the live entries, varying from run to run.
 const WEIGHT_PER_BYTE: usize = 2;
 
-/// A verified token, as cached.
-#[derive(Clone)]
+/// A verified token, as cached (behind an `Arc`: a hit clones one pointer).
 pub(crate) struct Verified {
     pub(crate) claims: Claims,
-    /// The key that verified the signature, and the key set's epoch when it was looked up.
+    /// The key that verified the signature.
     pub(crate) key: Arc<VerifyingKey>,
-    pub(crate) kid: Arc<str>,
-    pub(crate) epoch: u64,
+    /// The latest key-set epoch at which that key was known to be published.
+    pub(crate) epoch: AtomicU64,
     /// Unix seconds after which the token is no longer accepted (leeway included).
     valid_until: i64,
     weight: u32,
@@ -49,21 +49,18 @@ impl Verified {
     pub(crate) fn new(
         claims: Claims,
         key: Arc<VerifyingKey>,
-        kid: &str,
         epoch: u64,
         valid_until: i64,
-    ) -> Self {
-        let kid: Arc<str> = Arc::from(kid);
-        let held = ENTRY_OVERHEAD + claims.heap_bytes() + kid.len() + 32;
+    ) -> Arc<Self> {
+        let held = ENTRY_OVERHEAD + claims.heap_bytes();
         let bytes = held * WEIGHT_PER_BYTE;
-        Self {
+        Arc::new(Self {
             claims,
             key,
-            kid,
-            epoch,
+            epoch: AtomicU64::new(epoch),
             valid_until,
             weight: u32::try_from(bytes).unwrap_or(u32::MAX),
-        }
+        })
     }
 
     /// Bytes this entry holds.
@@ -84,7 +81,7 @@ pub struct TokenCacheUsage {
 }
 
 pub(crate) struct TokenCache {
-    cache: Cache<Arc<str>, Verified, foldhash::fast::RandomState>,
+    cache: Cache<Arc<str>, Arc<Verified>, foldhash::fast::RandomState>,
     max_entry_bytes: u32,
 }
 
@@ -92,8 +89,13 @@ struct UntilExpiry {
     max_ttl: Duration,
 }
 
-impl Expiry<Arc<str>, Verified> for UntilExpiry {
-    fn expire_after_create(&self, _: &Arc<str>, entry: &Verified, _: Instant) -> Option<Duration> {
+impl Expiry<Arc<str>, Arc<Verified>> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _: &Arc<str>,
+        entry: &Arc<Verified>,
+        _: Instant,
+    ) -> Option<Duration> {
         let remaining = remaining_secs(entry.valid_until, now_secs());
         Some(Duration::from_secs(remaining).min(self.max_ttl))
     }
@@ -104,10 +106,16 @@ fn remaining_secs(deadline: i64, now: u64) -> u64 {
     u64::try_from((i128::from(deadline) - i128::from(now)).max(0)).unwrap_or(u64::MAX)
 }
 
-pub(crate) fn now_secs() -> u64 {
+/// The Unix time in milliseconds.
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The Unix time in seconds.
+pub(crate) fn now_secs() -> u64 {
+    unix_ms() / 1000
 }
 
 impl TokenCache {
@@ -116,7 +124,7 @@ impl TokenCache {
     pub(crate) fn new(max_bytes: u64, max_entry_bytes: u32, max_ttl: Duration) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|_, entry: &Verified| entry.weight)
+            .weigher(|_, entry: &Arc<Verified>| entry.weight)
             .expire_after(UntilExpiry { max_ttl })
             .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
@@ -128,14 +136,14 @@ impl TokenCache {
     /// The entry of a token verified before, if it has not expired since. Whether its key is
     /// still published is the caller's to check.
     /// `now` is the Unix time in seconds.
-    pub(crate) fn get(&self, token: &str, now: u64) -> Option<Verified> {
+    pub(crate) fn get(&self, token: &str, now: u64) -> Option<Arc<Verified>> {
         let entry = self.cache.get(token)?;
         // moka's clock is coarse; the wall-clock check keeps `exp` exact.
         (remaining_secs(entry.valid_until, now) > 0).then_some(entry)
     }
 
     /// Caches `entry` under the token it was verified from, unless it is too heavy.
-    pub(crate) fn insert(&self, entry: Verified) {
+    pub(crate) fn insert(&self, entry: Arc<Verified>) {
         if entry.weight > self.max_entry_bytes {
             return;
         }
@@ -163,16 +171,16 @@ mod tests {
     use super::*;
     use crate::claims::{AccessToken, Repr};
 
-    fn verified(token: &str, json: &str, valid_until: i64) -> Verified {
+    fn verified(token: &str, json: &str, valid_until: i64) -> Arc<Verified> {
         let claims = Claims::from_parts(
             serde_json::from_str::<Repr>(json).unwrap(),
             AccessToken::new(Arc::from(token)),
         );
         let key = VerifyingKey::test_key();
-        Verified::new(claims, key, "kid", 0, valid_until)
+        Verified::new(claims, key, 0, valid_until)
     }
 
-    fn small(token: &str, valid_until: i64) -> Verified {
+    fn small(token: &str, valid_until: i64) -> Arc<Verified> {
         verified(token, r#"{"iss":"i","exp":1}"#, valid_until)
     }
 

@@ -77,6 +77,8 @@ impl Algorithm {
 
 /// A usable verification key, built once per kid and key material.
 pub(crate) struct VerifyingKey {
+    /// The kid the issuer publishes it under.
+    pub(crate) kid: Box<str>,
     pub(crate) alg: Option<Algorithm>,
     pub(crate) key: DecodingKey,
     n: Box<str>,
@@ -92,14 +94,19 @@ impl VerifyingKey {
     /// A key that verifies nothing, for unit tests of what holds keys.
     #[cfg(test)]
     pub(crate) fn test_key() -> std::sync::Arc<Self> {
-        std::sync::Arc::new(
-            Self::new("sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri", "AQAB", None).unwrap(),
-        )
+        let n = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri";
+        std::sync::Arc::new(Self::new("kid", n, "AQAB", None).unwrap())
     }
 
-    pub(crate) fn new(n: &str, e: &str, alg: Option<Algorithm>) -> Result<Self, &'static str> {
+    pub(crate) fn new(
+        kid: &str,
+        n: &str,
+        e: &str,
+        alg: Option<Algorithm>,
+    ) -> Result<Self, &'static str> {
         let key = DecodingKey::from_rsa_components(n, e).map_err(|_| "unusable RSA components")?;
         Ok(Self {
+            kid: kid.into(),
             alg,
             key,
             n: n.into(),

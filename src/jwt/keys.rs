@@ -22,18 +22,12 @@ use std::time::{Duration, Instant};
 use jwks_client_rs::JwksClient;
 use moka::sync::Cache;
 
+use super::cache::unix_ms;
 use super::jwk::VerifyingKey;
 use super::source::{HttpJwksSource, Published};
 
 /// A kid no JWKS can contain: asking jwks_client_rs for it always fetches.
 const FETCH_KID: &str = "\u{0}claimcheck-fetch";
-
-/// The Unix time in milliseconds.
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// Why no key could be found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +59,8 @@ struct Inner {
     negative: Cache<Box<str>, ()>,
     fetch_lock: Arc<tokio::sync::Mutex<()>>,
     last_attempt: Mutex<Option<Instant>>,
-    /// Unix milliseconds after which the key set should be refreshed (0: no set yet, nothing
-    /// to refresh on a cache hit).
+    /// Unix milliseconds after which the key set should be refreshed (`u64::MAX` until a set
+    /// was fetched: nothing to refresh yet).
     refresh_due_ms: AtomicU64,
     timing: KeyTiming,
 }
@@ -172,11 +166,11 @@ impl KeyStore {
         self.inner.published.epoch()
     }
 
-    /// Whether `key` is still what the issuer publishes under `kid`.
-    pub(crate) fn still_publishes(&self, kid: &str, key: &Arc<VerifyingKey>) -> bool {
+    /// Whether `key` is still what the issuer publishes under its kid.
+    pub(crate) fn still_publishes(&self, key: &Arc<VerifyingKey>) -> bool {
         let map = self.inner.published.current();
         map.keys
-            .get(kid)
+            .get(&key.kid)
             .is_some_and(|current| Arc::ptr_eq(current, key))
     }
 

@@ -148,7 +148,7 @@ impl HttpJwksSource {
                 .cloned();
             let key = match reused {
                 Some(key) => key,
-                None => match VerifyingKey::new(n, e, alg) {
+                None => match VerifyingKey::new(rsa.key_id(), n, e, alg) {
                     Ok(key) => Arc::new(key),
                     Err(reason) => {
                         tracing::warn!(kid = rsa.key_id(), reason, "JWKS key dropped");

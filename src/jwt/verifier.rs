@@ -1,6 +1,7 @@
 //! [`Verifier`]: turns a bearer token into [`Claims`], or refuses it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -189,12 +190,19 @@ impl Verifier {
     /// still publishes.
     fn cached(&self, token: &str) -> Option<Claims> {
         let cache = self.inner.cache.as_ref()?;
-        let now_ms = super::keys::unix_ms();
+        let now_ms = super::cache::unix_ms();
         let hit = cache.get(token, now_ms / 1000)?;
         let keys = &self.inner.keys;
         keys.refresh_if_due(now_ms);
-        if hit.epoch == keys.epoch() || keys.still_publishes(&hit.kid, &hit.key) {
-            return Some(hit.claims);
+        let epoch = keys.epoch();
+        if hit.epoch.load(Ordering::Relaxed) == epoch {
+            return Some(hit.claims.clone());
+        }
+        // A key was withdrawn since this entry was last looked at: is it this one? Stamped
+        // with the epoch read before the look, so a withdrawal meanwhile is seen next time.
+        if keys.still_publishes(&hit.key) {
+            hit.epoch.store(epoch, Ordering::Relaxed);
+            return Some(hit.claims.clone());
         }
         // Its key was withdrawn: verified again, it is refused as an unknown kid.
         cache.remove(token);
@@ -289,13 +297,7 @@ impl Verifier {
         let token = AccessToken::new(Arc::from(token));
         let claims = Claims::from_parts(repr, token);
         if let Some(cache) = &self.inner.cache {
-            cache.insert(Verified::new(
-                claims.clone(),
-                key,
-                &parsed.kid,
-                epoch,
-                valid_until,
-            ));
+            cache.insert(Verified::new(claims.clone(), key, epoch, valid_until));
         }
         Ok(claims)
     }
