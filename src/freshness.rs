@@ -191,14 +191,11 @@ impl fmt::Debug for Freshness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::{AccessToken, Repr};
-
     fn claims(sub: &str, org: &str, iat: Option<i64>) -> Claims {
         let iat = iat.map_or(String::new(), |iat| format!(r#","iat":{iat}"#));
         let json =
             format!(r#"{{"iss":"i","exp":9999999999,"sub":"{sub}","org_code":"{org}"{iat}}}"#);
-        let repr: Repr = serde_json::from_str(&json).unwrap();
-        Claims::from_parts(repr, AccessToken::new(Arc::from("t")))
+        Claims::unverified(&json).unwrap()
     }
 
     fn at(secs: i64) -> SystemTime {

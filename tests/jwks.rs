@@ -239,8 +239,7 @@ async fn one_bad_key_does_not_spoil_the_set() {
     kinde.publish_jwk(json!({"kty": "AKP", "kid": "post-quantum", "alg": "ML-DSA-44"}));
     kinde.publish_jwk(json!({"kty": "EC", "kid": "ec", "crv": "P-256", "x": "AA", "y": "AA"}));
     kinde.publish_jwk(json!("not even an object"));
-    let verifier = verifier_for(&kinde).build().unwrap();
-    assert!(verifier.warm_up().await);
+    let verifier = common::warm_verifier(&kinde).await;
     assert_eq!(verifier.key_store().key_count(), 1);
     let h = start_with(kinde, verifier).await;
     let token = h.kinde.user_token("kp_1").sign();

@@ -361,8 +361,7 @@ async fn connection_refused_fails_closed() {
         format!("http://{}", listener.local_addr().unwrap())
     };
     let kinde = claimcheck::testing::FakeKinde::start().await;
-    let verifier = common::verifier_for(&kinde).build().unwrap();
-    assert!(verifier.warm_up().await);
+    let verifier = common::warm_verifier(&kinde).await;
     for live in [
         claimcheck::live::LiveCheck::builder(
             claimcheck::live::KindeAccountApi::new(&closed).unwrap(),

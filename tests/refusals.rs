@@ -9,13 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use claimcheck::testing::{DEFAULT_ORG, Endpoint, FakeKinde, Fault, RateLimit};
-use common::{Harness, Via, live_for, start_live, verifier_for};
+use common::{Harness, Via, live_for, start_live};
 
 /// A harness on the Account API with this time-to-live and refusal memory.
 async fn account(ttl: Duration, memory: Duration) -> Harness {
     let kinde = FakeKinde::start().await;
-    let verifier = verifier_for(&kinde).build().unwrap();
-    assert!(verifier.warm_up().await);
+    let verifier = common::warm_verifier(&kinde).await;
     let live = live_for(&kinde, Via::Account)
         .time_to_live(ttl)
         .refusal_memory(memory)
@@ -111,9 +110,9 @@ async fn a_refusal_in_flight_reaches_only_the_refused_token() {
     assert_eq!(h.kinde.calls(Endpoint::AccountPermissions), 2);
 }
 
-/// Attackers hammer a strict route with tokens Kinde refuses while a victim keeps paying; Kinde
-/// allows `LIMIT` API calls per `WINDOW` for the whole application. Returns the victim's
-/// answers by status, and the attackers' answers by status.
+/// Attackers hammer a strict route with tokens Kinde refuses, from four connections, while a
+/// victim keeps paying, for `run_for`. Asserts the attackers only ever got 401 or 503 and sent
+/// over 200 requests; returns the victim's statuses in order.
 async fn attack(h: &Harness, attackers: &[String], victim: &str, run_for: Duration) -> Vec<u16> {
     let stop = Instant::now() + run_for;
     let sent = Arc::new(AtomicUsize::new(0));

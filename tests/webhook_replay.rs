@@ -279,8 +279,7 @@ async fn a_reported_revocation_survives_any_number_of_later_changes() {
     use claimcheck::Auth;
     use claimcheck::freshness::{Change, DEFAULT_MAX_TOKEN_LIFETIME, Freshness};
     let kinde = claimcheck::testing::FakeKinde::start().await;
-    let verifier = common::verifier_for(&kinde).build().unwrap();
-    assert!(verifier.warm_up().await);
+    let verifier = common::warm_verifier(&kinde).await;
     let live = common::live_for(&kinde, Via::Management).build();
     // Room for 100 user watermarks only.
     let freshness = Freshness::new(DEFAULT_MAX_TOKEN_LIFETIME, 100);

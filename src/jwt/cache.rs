@@ -169,19 +169,22 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::{AccessToken, Repr};
-
-    fn verified(token: &str, json: &str, valid_until: i64) -> Arc<Verified> {
-        let claims = Claims::from_parts(
-            serde_json::from_str::<Repr>(json).unwrap(),
-            AccessToken::new(Arc::from(token)),
-        );
-        let key = VerifyingKey::test_key();
-        Verified::new(claims, key, 0, valid_until)
+    fn verified(json: &str, valid_until: i64) -> Arc<Verified> {
+        let claims = Claims::unverified(json).unwrap();
+        Verified::new(claims, VerifyingKey::test_key(), 0, valid_until)
     }
 
-    fn small(token: &str, valid_until: i64) -> Arc<Verified> {
-        verified(token, r#"{"iss":"i","exp":1}"#, valid_until)
+    /// A small entry whose token is told apart by `jti`.
+    fn small(jti: &str, valid_until: i64) -> Arc<Verified> {
+        verified(
+            &format!(r#"{{"iss":"i","exp":1,"jti":"{jti}"}}"#),
+            valid_until,
+        )
+    }
+
+    /// The token `entry` is cached under.
+    fn token(entry: &Verified) -> Arc<str> {
+        entry.claims.access_token().shared()
     }
 
     #[test]
@@ -196,10 +199,12 @@ mod tests {
     fn expired_entries_are_not_served() {
         let cache = TokenCache::new(1 << 20, 1 << 16, Duration::from_secs(60));
         let now = now_secs() as i64;
-        cache.insert(small("live", now + 100));
-        cache.insert(small("dead", now - 1));
-        assert!(cache.get("live", now_secs()).is_some());
-        assert!(cache.get("dead", now_secs()).is_none());
+        let (live, dead) = (small("live", now + 100), small("dead", now - 1));
+        let (live_token, dead_token) = (token(&live), token(&dead));
+        cache.insert(live);
+        cache.insert(dead);
+        assert!(cache.get(&live_token, now_secs()).is_some());
+        assert!(cache.get(&dead_token, now_secs()).is_none());
     }
 
     #[test]
@@ -222,11 +227,11 @@ mod tests {
         let plain = small("a", exp).weight();
         let permissions: Vec<String> = (0..1_300).map(|i| format!("p:{i}")).collect();
         let json = serde_json::json!({"iss": "i", "exp": 1, "permissions": permissions});
-        let many = verified("b", &json.to_string(), exp).weight();
-        // Each short permission holds its String (24 bytes, in a Vec grown by doubling) and a
-        // 32-byte allocation, weighed twice.
+        let many = verified(&json.to_string(), exp).weight();
+        // Each short permission ("p:123") holds its String (24 bytes, in a Vec grown by
+        // doubling), a 32-byte allocation, and ~11 bytes of the token, all weighed twice.
         let per_permission = (many - plain) / 1_300;
-        assert!((112..=140).contains(&per_permission), "{per_permission}");
+        assert!((136..=170).contains(&per_permission), "{per_permission}");
     }
 
     #[test]
@@ -240,7 +245,7 @@ mod tests {
             .collect();
         let flags = serde_json::json!({"f": {"t": "j", "v": objects}});
         let json = serde_json::json!({"iss": "i", "exp": 1, "feature_flags": flags});
-        let heavy = verified("b", &json.to_string(), exp).weight();
+        let heavy = verified(&json.to_string(), exp).weight();
         let per_object = (heavy - plain) / 400;
         assert!(per_object >= 2 * 640, "{per_object}");
     }
@@ -249,8 +254,9 @@ mod tests {
     fn entries_over_the_size_limit_are_not_cached() {
         let exp = now_secs() as i64 + 100;
         let entry = small("big", exp);
+        let big = token(&entry);
         let cache = TokenCache::new(1 << 20, entry.weight() - 1, Duration::from_secs(60));
         cache.insert(entry);
-        assert!(cache.get("big", now_secs()).is_none());
+        assert!(cache.get(&big, now_secs()).is_none());
     }
 }

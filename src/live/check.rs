@@ -208,7 +208,7 @@ impl LiveCheck {
     /// What can be answered without waiting: a remembered refusal of the caller's token, or a
     /// fresh cached answer.
     pub(crate) fn peek(&self, query: &PermissionQuery) -> Option<Result<Lookup, SourceError>> {
-        if let Some(refused) = self.inner.refusals.as_ref().and_then(|r| r.token(query)) {
+        if let Some(refused) = self.inner.refused_token(query) {
             return Some(Err(refused));
         }
         let entry = self.inner.cached(&Key::of(query))?;
@@ -219,7 +219,7 @@ impl LiveCheck {
     /// upstream call. Fails when the source fails or refuses the caller, or the deadline passes;
     /// failures are not cached.
     pub async fn lookup(&self, query: &PermissionQuery) -> Result<Lookup, SourceError> {
-        if let Some(refused) = self.inner.refusals.as_ref().and_then(|r| r.token(query)) {
+        if let Some(refused) = self.inner.refused_token(query) {
             return Err(refused);
         }
         let key = Key::of(query);
@@ -285,7 +285,7 @@ impl LiveCheck {
     }
 }
 
-pub(super) enum Joined {
+enum Joined {
     Cached(Entry),
     Flight(Ticket),
 }
@@ -309,6 +309,11 @@ impl Inner {
 
     pub(super) fn generation(&self) -> u64 {
         self.invalidations.current()
+    }
+
+    /// The refusal to answer `query` with from memory, if its token was refused lately.
+    fn refused_token(&self, query: &PermissionQuery) -> Option<SourceError> {
+        self.refusals.as_ref()?.token(query)
     }
 
     pub(super) fn remember_refusal(&self, query: &PermissionQuery) {

@@ -133,19 +133,20 @@ impl Refusals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::{AccessToken, Claims, Repr};
+    use crate::claims::Claims;
 
-    fn query_issued(iss: &str, sub: &str, token: &str, iat: i64) -> PermissionQuery {
-        let json = format!(r#"{{"iss":"{iss}","exp":9999999999,"sub":"{sub}","iat":{iat}}}"#);
-        let repr: Repr = serde_json::from_str(&json).unwrap();
-        let claims = Claims::from_parts(repr, AccessToken::new(Arc::from(token)));
-        PermissionQuery::from_claims(&claims).unwrap()
+    /// A query for `sub` at `iss` with a token of its own, named by its `jti`.
+    fn query_issued(iss: &str, sub: &str, jti: &str, iat: i64) -> PermissionQuery {
+        let json = format!(
+            r#"{{"iss":"{iss}","exp":9999999999,"sub":"{sub}","iat":{iat},"jti":"{jti}"}}"#
+        );
+        PermissionQuery::from_claims(&Claims::unverified(&json).unwrap()).unwrap()
     }
 
     /// A token of `sub` issued an hour ago.
-    fn query(sub: &str, token: &str) -> PermissionQuery {
+    fn query(sub: &str, jti: &str) -> PermissionQuery {
         let hour_ago = crate::jwt::now_secs() as i64 - 3600;
-        query_issued("https://i", sub, token, hour_ago)
+        query_issued("https://i", sub, jti, hour_ago)
     }
 
     #[test]

@@ -8,25 +8,24 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::*;
-use crate::claims::{AccessToken, Claims, Repr};
+use crate::claims::Claims;
 use crate::decision::Source;
 
 fn query(sub: &str, org: &str) -> PermissionQuery {
     query_with(sub, org, "t")
 }
 
-/// A query for `sub` in `org` carrying the token `token`.
-fn query_with(sub: &str, org: &str, token: &str) -> PermissionQuery {
-    let json =
-        format!(r#"{{"iss":"https://i","exp":9999999999,"sub":"{sub}","org_code":"{org}"}}"#);
-    let repr: Repr = serde_json::from_str(&json).unwrap();
-    let claims = Claims::from_parts(repr, AccessToken::new(Arc::from(token)));
-    PermissionQuery::from_claims(&claims).unwrap()
+/// A query for `sub` in `org` with a token of its own, named by its `jti`.
+fn query_with(sub: &str, org: &str, jti: &str) -> PermissionQuery {
+    let json = format!(
+        r#"{{"iss":"https://i","exp":9999999999,"sub":"{sub}","org_code":"{org}","jti":"{jti}"}}"#
+    );
+    PermissionQuery::from_claims(&Claims::unverified(&json).unwrap()).unwrap()
 }
 
 /// Answers `{"v<n>"}` on its n-th call; the first call waits for `release` when gated;
-/// calls listed in `fail` error; call number `panic_on` panics; tokens starting with
-/// `refused` are refused.
+/// calls listed in `fail` error; call number `panic_on` panics; tokens whose `jti`
+/// starts with `refused` are refused.
 #[derive(Default)]
 struct Scripted {
     calls: AtomicUsize,
@@ -42,7 +41,11 @@ impl PermissionSource for Arc<Scripted> {
             if let (1, Some(gate)) = (n, &self.gate) {
                 gate.notified().await;
             }
-            if query.access_token().expose().starts_with("refused") {
+            if query
+                .claims()
+                .token_id()
+                .is_some_and(|jti| jti.starts_with("refused"))
+            {
                 return Err(SourceError::refused("scripted refusal"));
             }
             assert_ne!(self.panic_on, Some(n), "scripted panic");

@@ -339,12 +339,7 @@ impl FakeKinde {
 /// assert!(claims.has_permission("read:reports"));
 /// ```
 pub fn claims(payload: Value) -> Option<crate::Claims> {
-    use base64::Engine;
-    let repr: crate::claims::Repr = serde_json::from_value(payload.clone()).ok()?;
-    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload.to_string());
-    // Shaped like a JWT so that `Claims::get` and `as_json` work; never verifiable.
-    let token = crate::AccessToken::new(Arc::from(format!("e30.{encoded}.dW5zaWduZWQ")));
-    Some(crate::Claims::from_parts(repr, token))
+    crate::Claims::unverified(&payload.to_string())
 }
 
 /// A [`FakeKinde`] on its own multi-threaded runtime, with a warmed-up [`Verifier`](crate::Verifier) for its

@@ -88,6 +88,13 @@ pub fn verifier_for(kinde: &FakeKinde) -> VerifierBuilder {
     fast(Verifier::builder(kinde.issuer()).audience(kinde.audience()))
 }
 
+/// A verifier for `kinde`'s tokens with test timings, its keys already fetched.
+pub async fn warm_verifier(kinde: &FakeKinde) -> Verifier {
+    let verifier = verifier_for(kinde).build().unwrap();
+    assert!(verifier.warm_up().await, "the fake's JWKS is reachable");
+    verifier
+}
+
 /// Copies the `Decision` of a response into `x-decision-*` headers, so tests can read it over HTTP.
 async fn expose_decision(mut response: Response) -> Response {
     if let Some(decision) = response.extensions().get::<Decision>().cloned() {
@@ -173,8 +180,7 @@ pub async fn serve(router: Router) -> (String, tokio::task::JoinHandle<()>) {
 /// Starts everything with the JWKS warmed up.
 pub async fn start() -> Harness {
     let kinde = FakeKinde::start().await;
-    let verifier = verifier_for(&kinde).build().unwrap();
-    assert!(verifier.warm_up().await);
+    let verifier = warm_verifier(&kinde).await;
     start_with(kinde, verifier).await
 }
 
@@ -187,8 +193,7 @@ pub async fn start_with(kinde: FakeKinde, verifier: Verifier) -> Harness {
 /// Starts a fake, a warmed-up verifier and the app with the live check `live(&kinde)` builds.
 pub async fn start_via(via: Via, ttl: Duration) -> Harness {
     let kinde = FakeKinde::start().await;
-    let verifier = verifier_for(&kinde).build().unwrap();
-    assert!(verifier.warm_up().await);
+    let verifier = warm_verifier(&kinde).await;
     let live = live_for(&kinde, via).time_to_live(ttl).build();
     start_live(kinde, verifier, live).await
 }
