@@ -305,3 +305,50 @@ async fn a_reported_revocation_survives_any_number_of_later_changes() {
     assert_eq!(answer.status, 403, "the revocation was forgotten");
     assert_ne!(answer.source.as_deref(), Some("token"), "decided live");
 }
+
+#[tokio::test]
+async fn a_webhook_during_a_cold_start_without_keys_is_retried_not_lost() {
+    use claimcheck::Auth;
+    use claimcheck::testing::Fault;
+    // Restarted while Kinde's JWKS is unreachable: no key has ever been fetched.
+    let kinde = claimcheck::testing::FakeKinde::start().await;
+    kinde.set_fault(Endpoint::Jwks, Fault::Down);
+    let verifier = common::verifier_for(&kinde).build().unwrap();
+    assert!(!verifier.warm_up().await);
+    let live = common::live_for(&kinde, Via::Management).build();
+    let h = common::start_auth(kinde, Auth::new(verifier, live)).await;
+    h.kinde.grant(DEFAULT_ORG, "kp_1", "create:payments");
+    let event = h.kinde.user_updated("kp_1");
+    let body = event.token().sign();
+
+    // Kinde's delivery gets a 503 with Retry-After, so Kinde retries it...
+    let refused = h
+        .client
+        .post(h.webhook_url())
+        .header("content-type", "application/jwt")
+        .header("webhook-id", event.webhook_id())
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert!(
+        h.auth.freshness().user_watermark("kp_1").is_none(),
+        "not applied"
+    );
+
+    // ...and the retry, once the keys are reachable, applies: the failed attempt did not
+    // claim the event id.
+    h.kinde.clear_fault(Endpoint::Jwks);
+    tokio::time::sleep(Duration::from_millis(80)).await; // past the 50 ms cold retry
+    assert_eq!(post(&h, &body, Some(event.webhook_id())).await, 200);
+    assert!(
+        h.auth.freshness().user_watermark("kp_1").is_some(),
+        "applied"
+    );
+}
