@@ -4,16 +4,18 @@ use std::time::SystemTime;
 
 use crate::authn::JwtAuthLayer;
 use crate::authz::{RequirePermissionLayer, Strict, TokenTrusted};
+use crate::changes::{APPLIED_MEMORY, Action, Applier, Change, ChangeLog, Target};
 use crate::error::ConfigError;
-use crate::freshness::{Change, Freshness};
+use crate::freshness::Freshness;
 use crate::jwt::Verifier;
 use crate::kinde::KindeConfig;
 use crate::live::LiveCheck;
 use crate::permission::Permission;
 use crate::webhook::{WebhookFuture, WebhookReceiver};
 
-/// The application's authorization setup: a [`Verifier`], a [`LiveCheck`] and the
-/// [`Freshness`] watermarks webhooks raise. Cheap to clone; clones share all state.
+/// The application's authorization setup: a [`Verifier`], a [`LiveCheck`], the [`Freshness`]
+/// state (watermarks and lock-outs) and the [`ChangeLog`] every change goes through. Cheap to
+/// clone; clones share all state.
 ///
 /// ```no_run
 /// use axum::{Router, handler::Handler, routing::{get, post}};
@@ -36,38 +38,73 @@ pub struct Auth {
     verifier: Verifier,
     live: LiveCheck,
     freshness: Freshness,
+    log: ChangeLog,
 }
 
 impl Auth {
     /// Combines a verifier and a live check built by hand, with default [`Freshness`]
-    /// (watermarks kept for Kinde's default 24 h token lifetime).
+    /// (watermarks kept for Kinde's default 24 h token lifetime) and the in-process
+    /// [`ChangeLog`].
     pub fn new(verifier: Verifier, live: LiveCheck) -> Self {
+        let freshness = Freshness::default();
+        let log = ChangeLog::local(applier(&verifier, &live, &freshness));
         Self {
             verifier,
             live,
-            freshness: Freshness::default(),
+            freshness,
+            log,
         }
     }
 
-    /// Uses `freshness` (to match a longer token lifetime, say).
+    /// Uses `freshness` (to match a longer token lifetime, say), with the in-process change
+    /// log: call it before [`with_redis`](Self::with_redis).
     pub fn with_freshness(mut self, freshness: Freshness) -> Self {
+        self.log = ChangeLog::local(applier(&self.verifier, &self.live, &freshness));
         self.freshness = freshness;
+        self
+    }
+
+    /// Shares changes with every replica through the Redis Streams log `config` describes
+    /// (feature `redis`; see [`changes`](crate::changes)). Starts the background follower, so
+    /// it must be called within a Tokio runtime; Redis need not be reachable yet (until this
+    /// replica has replayed the log, token-trusted routes decide live). The follower runs until
+    /// the last clone of this `Auth`, of its [`layer`](Self::layer) and of its webhook receiver
+    /// is dropped, or [`ChangeLog::shutdown`].
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn with_redis(mut self, config: crate::changes::RedisConfig) -> Self {
+        let config = config.with_min_retention(self.freshness.max_token_lifetime());
+        let applier = applier(&self.verifier, &self.live, &self.freshness);
+        self.log = ChangeLog::redis(applier, config);
         self
     }
 
     /// Sets up Kinde token verification (and fetches the keys once) and live permissions
     /// (Management API when `config` has credentials, else Account API; 5 s time-to-live).
     /// An unreachable JWKS is not an error here: requests answer 503 until it is reachable.
+    ///
+    /// With `CLAIMCHECK_REDIS_URL` set in `config`, changes are shared through Redis (feature
+    /// `redis`; without it, that setting is an error rather than silently ignored).
     pub async fn kinde(config: &KindeConfig) -> Result<Self, ConfigError> {
         let verifier = config.verifier().build()?;
         let live = config.live_check()?.build();
+        let redis = config.redis()?;
         verifier.warm_up().await;
-        Ok(Self::new(verifier, live))
+        let auth = Self::new(verifier, live);
+        #[cfg(feature = "redis")]
+        let auth = match redis {
+            Some(redis) => auth.with_redis(redis),
+            None => auth,
+        };
+        #[cfg(not(feature = "redis"))]
+        let () = redis;
+        Ok(auth)
     }
 
-    /// The authentication layer; put it outside every protected route.
+    /// The authentication layer; put it outside every protected route. It also refuses tokens
+    /// that were [locked out](Self::lock_out_user).
     pub fn layer(&self) -> JwtAuthLayer {
-        JwtAuthLayer::new(self.verifier.clone())
+        JwtAuthLayer::new(self.verifier.clone()).with_change_log(self.log.clone())
     }
 
     /// A route layer requiring `permission`, decided from the token's claims, and live for
@@ -99,45 +136,68 @@ impl Auth {
         &self.freshness
     }
 
-    /// Forgets the cached live permissions of `user_id`: strict routes ask again.
+    /// The change log every change goes through.
+    pub fn change_log(&self) -> &ChangeLog {
+        &self.log
+    }
+
+    /// Forgets the cached live permissions of `user_id` on every replica: strict routes ask
+    /// again.
     pub fn invalidate_user(&self, user_id: &str) {
-        self.live.invalidate_user(user_id);
+        self.publish(
+            Target::User(user_id.to_owned()),
+            Action::Invalidate,
+            SystemTime::now(),
+        );
     }
 
-    /// Forgets the cached live permissions of everyone in `org_code`.
+    /// Forgets the cached live permissions of everyone in `org_code`, on every replica.
     pub fn invalidate_org(&self, org_code: &str) {
-        self.live.invalidate_org(org_code);
+        self.publish(
+            Target::Org(org_code.to_owned()),
+            Action::Invalidate,
+            SystemTime::now(),
+        );
     }
 
-    /// Forgets every cached live permission.
+    /// Forgets every cached live permission, on every replica.
     pub fn invalidate_all(&self) {
-        self.live.invalidate_all();
+        self.publish(Target::Everyone, Action::Invalidate, SystemTime::now());
     }
 
     /// Records that permissions changed at `at`: the live entries concerned are dropped, and
     /// tokens issued up to `at` are no longer trusted on token-trusted routes (they are decided
-    /// live) until they expire. What a `user.updated` webhook does; call it when your app
-    /// changes permissions itself.
-    pub fn mark_changed(&self, change: Change, at: SystemTime) {
-        match &change {
-            Change::User(user) => {
-                self.live.invalidate_user(user);
-                self.freshness.mark_user(user, at);
-            }
-            Change::Org(org) => {
-                self.live.invalidate_org(org);
-                self.freshness.mark_org(org, at);
-            }
-            Change::Everyone => {
-                self.live.invalidate_all();
-                self.freshness.mark_all(at);
-            }
-        }
+    /// live) until they expire, on every replica. What a `user.updated` webhook does; call it
+    /// when your app changes permissions itself. Applied here at once; with a shared log it is
+    /// appended in the background ([`ChangeLog::publish`] waits for the append).
+    pub fn mark_changed(&self, target: Target, at: SystemTime) {
+        self.publish(target, Action::Distrust, at);
+    }
+
+    /// Refuses (401 `invalid_token`, on every route and every replica) every token of `user_id`
+    /// issued up to `at`, until it expires: for a user you deleted or suspended. Tokens issued
+    /// later are accepted (and decided as usual).
+    pub fn lock_out_user(&self, user_id: &str, at: SystemTime) {
+        self.publish(Target::User(user_id.to_owned()), Action::LockOut, at);
+    }
+
+    /// Refuses the one token whose `jti` claim is `jti`, on every route and every replica,
+    /// until it expires.
+    pub fn revoke_token(&self, jti: &str) {
+        self.publish(
+            Target::Token(jti.to_owned()),
+            Action::LockOut,
+            SystemTime::now(),
+        );
+    }
+
+    fn publish(&self, target: Target, action: Action, at: SystemTime) {
+        self.log.publish_later(Change::new(target, action, at));
     }
 
     /// A Kinde webhook receiver bound to this setup, to adjust before use.
     pub fn webhook_receiver(&self) -> WebhookReceiver {
-        WebhookReceiver::new(self.clone())
+        WebhookReceiver::new(self.verifier.clone(), self.log.clone())
     }
 
     /// An axum handler for Kinde webhooks: `.route("/webhooks/kinde", post(auth.webhook_handler()))`.
@@ -148,4 +208,14 @@ impl Auth {
     {
         self.webhook_receiver().into_handler()
     }
+}
+
+/// The one applier of an `Auth`'s parts.
+fn applier(verifier: &Verifier, live: &LiveCheck, freshness: &Freshness) -> Applier {
+    Applier::new(
+        verifier.issuer(),
+        live.clone(),
+        freshness.clone(),
+        APPLIED_MEMORY,
+    )
 }

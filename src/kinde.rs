@@ -7,6 +7,8 @@
 //! | `KINDE_AUDIENCE` | the API audience(s) tokens must carry, space-separated (required) |
 //! | `KINDE_JWKS_URL` | default `{issuer}/.well-known/jwks.json` |
 //! | `KINDE_MANAGEMENT_CLIENT_ID`, `KINDE_MANAGEMENT_CLIENT_SECRET` | M2M credentials for the Management API (both or neither); strict routes use it when set, the Account API otherwise |
+//! | `CLAIMCHECK_REDIS_URL` | `redis://host:port/db`: share changes between replicas through Redis Streams (feature `redis`; an error without it) |
+//! | `CLAIMCHECK_REDIS_PREFIX` | prefix of every Redis key (default `claimcheck`); one per application |
 //!
 //! ```
 //! use claimcheck::kinde::KindeConfig;
@@ -34,6 +36,8 @@ pub struct KindeConfig {
     audiences: Vec<String>,
     jwks_url: String,
     management: Option<(String, String)>,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::changes::RedisConfig>,
 }
 
 impl KindeConfig {
@@ -54,6 +58,8 @@ impl KindeConfig {
             issuer,
             audiences,
             management: None,
+            #[cfg(feature = "redis")]
+            redis: None,
         })
     }
 
@@ -89,7 +95,49 @@ impl KindeConfig {
             (Some(_), None) => return Err(ConfigError::Missing("KINDE_MANAGEMENT_CLIENT_SECRET")),
             (None, Some(_)) => return Err(ConfigError::Missing("KINDE_MANAGEMENT_CLIENT_ID")),
         }
+        if let Some(url) = var("CLAIMCHECK_REDIS_URL") {
+            config = config.with_redis(&url, var("CLAIMCHECK_REDIS_PREFIX").as_deref())?;
+        } else if var("CLAIMCHECK_REDIS_PREFIX").is_some() {
+            return Err(ConfigError::Missing("CLAIMCHECK_REDIS_URL"));
+        }
         Ok(config)
+    }
+
+    /// Shares changes between replicas through the Redis at `url`, keys under `prefix`
+    /// (default `claimcheck`). Needs the cargo feature `redis`: without it this is an error,
+    /// so a fleet is never silently run on per-process state.
+    pub fn with_redis(self, url: &str, prefix: Option<&str>) -> Result<Self, ConfigError> {
+        #[cfg(feature = "redis")]
+        {
+            let mut redis = crate::changes::RedisConfig::new(url)?;
+            if let Some(prefix) = prefix {
+                redis = redis.prefix(prefix)?;
+            }
+            Ok(Self {
+                redis: Some(redis),
+                ..self
+            })
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = (self, url, prefix);
+            Err(ConfigError::invalid(
+                "CLAIMCHECK_REDIS_URL",
+                "set, but claimcheck was built without its `redis` feature",
+            ))
+        }
+    }
+
+    /// The shared change log's configuration, if one was given.
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis(&self) -> Result<Option<crate::changes::RedisConfig>, ConfigError> {
+        Ok(self.redis.clone())
+    }
+
+    /// Nothing: without the `redis` feature no shared log can be configured.
+    #[cfg(not(feature = "redis"))]
+    pub(crate) fn redis(&self) -> Result<(), ConfigError> {
+        Ok(())
     }
 
     /// Uses another JWKS URL than `{issuer}/.well-known/jwks.json`.

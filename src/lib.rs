@@ -24,6 +24,7 @@ mod auth;
 pub mod authn;
 pub mod authz;
 pub mod bearer;
+pub mod changes;
 pub mod claims;
 pub mod decision;
 pub mod error;

@@ -67,7 +67,7 @@ async fn absurd_durations_never_panic_a_request_or_a_webhook() {
         .await;
     assert!(receipt.is_ok(), "{receipt:?}");
     auth.mark_changed(
-        claimcheck::freshness::Change::Everyone,
+        claimcheck::changes::Target::Everyone,
         std::time::SystemTime::now(),
     );
 

@@ -277,7 +277,8 @@ async fn oversized_bodies_are_refused_before_they_are_buffered() {
 #[tokio::test]
 async fn a_reported_revocation_survives_any_number_of_later_changes() {
     use claimcheck::Auth;
-    use claimcheck::freshness::{Change, DEFAULT_MAX_TOKEN_LIFETIME, Freshness};
+    use claimcheck::changes::Target as Change;
+    use claimcheck::freshness::{DEFAULT_MAX_TOKEN_LIFETIME, Freshness};
     let kinde = claimcheck::testing::FakeKinde::start().await;
     let verifier = common::warm_verifier(&kinde).await;
     let live = common::live_for(&kinde, Via::Management).build();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use claimcheck::freshness::Change;
+use claimcheck::changes::Target as Change;
 use claimcheck::live::KindeManagementApi;
 use claimcheck::testing::{DEFAULT_ORG, Endpoint, Fault};
 use common::{Harness, Via, start_via};

@@ -8,7 +8,9 @@ use tower::Service;
 
 use super::ResponseFuture;
 use crate::bearer;
+use crate::changes::ChangeLog;
 use crate::claims::Claims;
+use crate::error::{AuthError, AuthErrorKind};
 use crate::jwt::{Step, Verifier};
 
 /// Verifies the bearer token, then calls the inner service with [`Claims`] in the request
@@ -17,12 +19,22 @@ use crate::jwt::{Step, Verifier};
 pub struct JwtAuth<S> {
     inner: S,
     verifier: Verifier,
+    log: Option<ChangeLog>,
 }
 
 impl<S> JwtAuth<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, verifier: Verifier) -> Self {
-        Self { inner, verifier }
+        Self {
+            inner,
+            verifier,
+            log: None,
+        }
+    }
+
+    /// Also refuses tokens locked out through `log`.
+    pub fn with_change_log(self, log: Option<ChangeLog>) -> Self {
+        Self { log, ..self }
     }
 
     /// The wrapped service.
@@ -51,6 +63,9 @@ where
             Err(error) => return ResponseFuture::reject(error),
         };
         match self.verifier.try_verify(token) {
+            Step::Done(Ok(claims)) if locked_out(self.log.as_ref(), &claims) => {
+                ResponseFuture::reject(AuthError::new(AuthErrorKind::InvalidToken))
+            }
             Step::Done(Ok(claims)) => {
                 req.extensions_mut().insert(claims);
                 ResponseFuture::call(self.inner.call(req))
@@ -59,12 +74,28 @@ where
             Step::NeedsKey => {
                 let token = token.to_owned();
                 let verifier = self.verifier.clone();
+                let log = self.log.clone();
                 // Take the service that was driven to readiness; leave a fresh clone behind.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                let verify = Box::pin(async move { verifier.verify(&token).await });
+                let verify = Box::pin(async move {
+                    let claims = verifier.verify(&token).await?;
+                    if locked_out(log.as_ref(), &claims) {
+                        return Err(AuthError::new(AuthErrorKind::InvalidToken));
+                    }
+                    Ok(claims)
+                });
                 ResponseFuture::verifying(verify, req, ready)
             }
         }
     }
+}
+
+/// Whether the change log locked these claims out (the one place both paths ask).
+fn locked_out(log: Option<&ChangeLog>, claims: &Claims) -> bool {
+    let locked = log.is_some_and(|log| log.freshness().is_locked_out(claims));
+    if locked {
+        tracing::debug!(target: "claimcheck::authn", "token refused: locked out");
+    }
+    locked
 }

@@ -44,9 +44,15 @@ use tokio::task::JoinHandle;
 
 pub use api::{READ_PERMISSIONS_SCOPE, REFRESH_CLAIMS_SCOPE};
 pub use fault::{Fault, RateLimit};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_server::RedisServer;
 pub use server::Endpoint;
 pub use token::TokenBuilder;
 pub use webhook::{Session, Webhook};
+
+#[cfg(feature = "redis")]
+mod redis_server;
 
 use keys::{SigningKey, random_bytes};
 use server::State;

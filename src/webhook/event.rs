@@ -34,9 +34,12 @@ pub struct WebhookEvent {
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// One user's permissions may have changed (`user.updated`, `user.deleted`): drop their
-    /// live entries and distrust their tokens issued before the event.
+    /// One user's permissions may have changed (`user.updated`): drop their live entries and
+    /// distrust their tokens issued before the event.
     User(String),
+    /// A user was deleted (`user.deleted`) or suspended (`user.updated` with
+    /// `is_suspended: true`): also refuse their tokens issued before the event outright.
+    LockOut(String),
     /// An organization changed (`organization.updated`, `organization.deleted`): drop its live
     /// entries.
     Org(String),
@@ -61,8 +64,19 @@ impl WebhookEvent {
                 .map(str::to_owned)
         };
         match self.kind.as_str() {
-            "user.updated" | "user.deleted" => {
-                id("user", "id").map_or(Effect::Everyone, Effect::User)
+            "user.deleted" => id("user", "id").map_or(Effect::Everyone, Effect::LockOut),
+            "user.updated" => {
+                let suspended = self
+                    .data
+                    .get("user")
+                    .and_then(|user| user.get("is_suspended"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                match id("user", "id") {
+                    Some(user) if suspended => Effect::LockOut(user),
+                    Some(user) => Effect::User(user),
+                    None => Effect::Everyone,
+                }
             }
             "organization.updated" | "organization.deleted" => {
                 id("organization", "code").map_or(Effect::Everyone, Effect::Org)
@@ -153,7 +167,22 @@ mod tests {
         let org = json!({"organization": {"code": "org_1"}});
         let cases = [
             ("user.updated", user.clone(), Effect::User("kp_1".into())),
-            ("user.deleted", user.clone(), Effect::User("kp_1".into())),
+            ("user.deleted", user.clone(), Effect::LockOut("kp_1".into())),
+            (
+                "user.updated",
+                json!({"user": {"id": "kp_1", "is_suspended": true}}),
+                Effect::LockOut("kp_1".into()),
+            ),
+            (
+                "user.updated",
+                json!({"user": {"id": "kp_1", "is_suspended": false}}),
+                Effect::User("kp_1".into()),
+            ),
+            (
+                "user.updated",
+                json!({"user": {"id": "kp_1", "is_suspended": "yes"}}),
+                Effect::User("kp_1".into()),
+            ),
             (
                 "organization.updated",
                 org.clone(),

@@ -15,13 +15,18 @@
 //! 4. refuses (400) an event whose signed `timestamp` is more than 48 h old (Kinde retries for up
 //!    to 36 h; [`WebhookReceiver::max_age`]) or more than 5 min in the future, so a captured
 //!    delivery cannot be replayed later;
-//! 5. applies each signed `event_id` once (a bounded memory of ids, kept longer than the age
-//!    window, so a replay under a new or no `webhook-id` header is a duplicate; the header, at
-//!    most 256 bytes, is only logged) and answers exactly `200`:
+//! 5. publishes its change to the [change log](crate::changes) once per signed `event_id` (a
+//!    bounded memory of ids, kept longer than the age window, so a replay under a new or no
+//!    `webhook-id` header is a duplicate; the header, at most 256 bytes, is only logged; with a
+//!    shared log, the dedupe spans every replica) and answers exactly `200` once the change is
+//!    in the log. When a shared log is unreachable, the change is applied on this replica, kept
+//!    in an outbox appended as soon as the log answers, and the answer is `503` +
+//!    `Retry-After` (Kinde redelivers). The effects:
 //!
 //! | event | effect |
 //! | --- | --- |
-//! | `user.updated`, `user.deleted` | that user's live entries dropped; their tokens issued before the event stop being trusted ([`Auth::mark_changed`](crate::Auth::mark_changed)) |
+//! | `user.updated` | that user's live entries dropped; their tokens issued before the event stop being trusted ([`Auth::mark_changed`](crate::Auth::mark_changed)) |
+//! | `user.deleted`, `user.updated` with `is_suspended: true` | as above, and their tokens issued before the event are refused outright, 401 ([`Auth::lock_out_user`](crate::Auth::lock_out_user)) |
 //! | `organization.updated`, `organization.deleted` | that organization's live entries dropped |
 //! | `role.*`, `permission.*` | every live entry dropped; with [`WebhookReceiver::distrust_all_on_role_changes`], every older token distrusted too |
 //! | anything else | acknowledged, ignored |
@@ -54,9 +59,9 @@ use http::{HeaderMap, Request, Response, StatusCode};
 
 pub use event::{Effect, WebhookEvent};
 
-use crate::auth::Auth;
+use crate::changes::{Action, Change, ChangeLog, Published, Target};
 use crate::error::{AuthErrorKind, DEFAULT_RETRY_AFTER};
-use crate::freshness::Change;
+use crate::jwt::Verifier;
 use crate::recent::Recent;
 
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -92,12 +97,17 @@ pub enum WebhookError {
     Invalid(&'static str),
     /// The issuer's keys cannot be fetched now (503: Kinde will retry).
     Unavailable,
+    /// The shared change log did not take the change (503: Kinde will retry). The change was
+    /// applied on this replica and waits in the outbox.
+    LogUnavailable,
 }
 
-/// Receives Kinde webhooks for an [`Auth`]. Cheap to clone; clones share the memory of ids.
+/// Receives Kinde webhooks: verifies them with a [`Verifier`] and publishes their changes to a
+/// [`ChangeLog`]. Cheap to clone; clones share the memory of ids.
 #[derive(Clone)]
 pub struct WebhookReceiver {
-    auth: Auth,
+    verifier: Verifier,
+    log: ChangeLog,
     seen: Arc<Recent<Box<str>, ()>>,
     max_age: Duration,
     distrust_all: bool,
@@ -107,10 +117,13 @@ pub struct WebhookReceiver {
 pub type WebhookFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
 impl WebhookReceiver {
-    /// A receiver applying events to `auth`'s live check and freshness watermarks.
-    pub fn new(auth: Auth) -> Self {
+    /// A receiver verifying deliveries with `verifier` (the issuer's keys) and publishing
+    /// their changes to `log`. [`Auth::webhook_receiver`](crate::Auth::webhook_receiver) builds
+    /// one from an `Auth`'s parts.
+    pub fn new(verifier: Verifier, log: ChangeLog) -> Self {
         Self {
-            auth,
+            verifier,
+            log,
             seen: remembered_for(DEFAULT_MAX_AGE),
             max_age: DEFAULT_MAX_AGE,
             distrust_all: false,
@@ -147,8 +160,7 @@ impl WebhookReceiver {
             .map_err(|_| WebhookError::Invalid("body is not text"))?
             .trim();
         let payload = self
-            .auth
-            .verifier()
+            .verifier
             .verify_signature(token, MAX_BODY_BYTES)
             .await
             .map_err(|e| match e.kind() {
@@ -159,22 +171,37 @@ impl WebhookReceiver {
         let received = SystemTime::now();
         self.check_age(&event, received)?;
         let event_id = event.event_id.as_deref().unwrap_or_default();
-        // Claimed and applied with no await in between: two concurrent deliveries of one event
-        // cannot both apply it, and a cancelled delivery cannot claim it without applying it.
-        if !self.seen.insert_new(event_id.into(), ()) {
+        if self.seen.contains(event_id) {
             tracing::debug!(target: "claimcheck::webhook", kind = %event.kind, event_id, hint, "duplicate event");
             return Ok(Receipt::Duplicate);
         }
         let effect = event.effect();
         // Kinde's clock may be ahead of ours by as much as we tolerate on tokens.
-        let latest = received.checked_add(self.auth.verifier().leeway());
+        let latest = received.checked_add(self.verifier.leeway());
         let at = event.occurred_at(latest.unwrap_or(received));
-        match &effect {
-            Effect::User(user) => self.auth.mark_changed(Change::User(user.clone()), at),
-            Effect::Org(org) => self.auth.invalidate_org(org),
-            Effect::Everyone if self.distrust_all => self.auth.mark_changed(Change::Everyone, at),
-            Effect::Everyone => self.auth.invalidate_all(),
-            Effect::None => {}
+        let (target, action) = match &effect {
+            Effect::User(user) => (Target::User(user.clone()), Action::Distrust),
+            Effect::LockOut(user) => (Target::User(user.clone()), Action::LockOut),
+            Effect::Org(org) => (Target::Org(org.clone()), Action::Invalidate),
+            Effect::Everyone if self.distrust_all => (Target::Everyone, Action::Distrust),
+            Effect::Everyone => (Target::Everyone, Action::Invalidate),
+            Effect::None => {
+                self.seen.insert_new(event_id.into(), ());
+                return Ok(Receipt::Applied(effect));
+            }
+        };
+        let change = Change::new(target, action, at).for_webhook(event_id);
+        // An id is remembered only once its change is in the log: a delivery answered 503 is
+        // applied again when redelivered (harmless), never lost.
+        let published = self
+            .log
+            .publish(change)
+            .await
+            .map_err(|_| WebhookError::LogUnavailable)?;
+        self.seen.insert_new(event_id.into(), ());
+        if published == Published::Duplicate {
+            tracing::debug!(target: "claimcheck::webhook", kind = %event.kind, event_id, hint, "duplicate event");
+            return Ok(Receipt::Duplicate);
         }
         tracing::info!(
             target: "claimcheck::webhook",
@@ -255,6 +282,11 @@ impl WebhookError {
                 "the issuer's keys are unavailable",
                 Some(DEFAULT_RETRY_AFTER),
             ),
+            Self::LogUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the change log is unavailable",
+                Some(DEFAULT_RETRY_AFTER),
+            ),
         };
         crate::error::problem(status, detail, serde_json::Map::new(), retry)
     }
@@ -266,6 +298,7 @@ impl std::fmt::Display for WebhookError {
             Self::UnsupportedMediaType => f.write_str("webhook body is not application/jwt"),
             Self::Invalid(reason) => write!(f, "invalid webhook: {reason}"),
             Self::Unavailable => f.write_str("issuer keys unavailable"),
+            Self::LogUnavailable => f.write_str("change log unavailable"),
         }
     }
 }
@@ -336,7 +369,7 @@ mod tests {
             .build()
             .unwrap();
         let live = LiveCheck::builder(KindeAccountApi::new("https://a.kinde.com").unwrap()).build();
-        WebhookReceiver::new(Auth::new(verifier, live))
+        crate::Auth::new(verifier, live).webhook_receiver()
     }
 
     #[test]

@@ -16,6 +16,9 @@ use claimcheck::testing::FakeKinde;
 use claimcheck::{Auth, Claims, Permission, Verifier};
 use serde_json::{Value, json};
 
+#[cfg(feature = "redis")]
+pub mod fleet;
+
 pub const READ_REPORTS: Permission = Permission::from_static("read:reports");
 pub const CREATE_PAYMENTS: Permission = Permission::from_static("create:payments");
 pub const SYNC_FLEET: Permission = Permission::from_static("sync:fleet");
@@ -280,6 +283,13 @@ impl Harness {
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
+        send(req).await
+    }
+}
+
+/// Sends `req` to an app built by [`app`], reading the decision headers.
+pub async fn send(req: reqwest::RequestBuilder) -> Answer {
+    {
         let res = req.send().await.expect("app reachable");
         let header = |name: &str| {
             res.headers()

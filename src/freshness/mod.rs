@@ -17,6 +17,11 @@
 //! everyone's older tokens. The check costs three atomic loads while no watermark is held (none
 //! set yet, or all expired), and one cache lookup per kind (user, organization) holding some.
 //!
+//! The same watermarks carry [lock-outs](Freshness::lock_out_user) (tokens refused outright,
+//! not decided live) and a *trust gate*: a replica that has not yet replayed the change log,
+//! or has been cut off from it for longer than its bound, trusts no token's claims (every
+//! token-trusted route decides live) until it has caught up. See [`changes`](crate::changes).
+//!
 //! ```
 //! use std::time::{Duration, SystemTime};
 //! use claimcheck::freshness::Freshness;
@@ -29,11 +34,15 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::claims::Claims;
 use crate::recent::Recent;
+
+mod lockout;
+
+use lockout::Lockouts;
 
 /// Kinde's default access-token lifetime, plus the verifier's default leeway.
 pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600 + 30);
@@ -42,18 +51,9 @@ const NONE: i64 = i64::MIN;
 
 type Marks = Recent<Box<str>, i64>;
 
-/// A change to permissions that tokens issued before it do not reflect, for
-/// [`Auth::mark_changed`](crate::Auth::mark_changed).
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// One user's permissions changed (in any organization).
-    User(String),
-    /// Permissions in one organization changed.
-    Org(String),
-    /// Role or permission definitions changed: anyone may be affected.
-    Everyone,
-}
+/// Who a change concerns: the old name of [`changes::Target`](crate::changes::Target).
+#[deprecated(since = "0.3.0", note = "use `claimcheck::changes::Target`")]
+pub type Change = crate::changes::Target;
 
 /// Watermarks per user, per organization and global. Cheap to clone; clones share them.
 #[derive(Clone)]
@@ -66,6 +66,9 @@ struct Inner {
     orgs: Marks,
     /// Global watermark in Unix milliseconds, or `NONE`; shared with the overflow callbacks.
     global: Arc<AtomicI64>,
+    lockouts: Lockouts,
+    /// Whether claims may be trusted at all (false while the change log is not caught up).
+    trusting: AtomicBool,
     max_lifetime: Duration,
 }
 
@@ -75,14 +78,14 @@ impl Default for Freshness {
     }
 }
 
-fn unix_ms(at: SystemTime) -> i64 {
+pub(crate) fn unix_ms(at: SystemTime) -> i64 {
     match at.duration_since(UNIX_EPOCH) {
         Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
         Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
     }
 }
 
-fn from_unix_ms(ms: i64) -> SystemTime {
+pub(crate) fn from_unix_ms(ms: i64) -> SystemTime {
     let magnitude = Duration::from_millis(ms.unsigned_abs());
     if ms >= 0 {
         UNIX_EPOCH + magnitude
@@ -106,11 +109,14 @@ impl Freshness {
                 global.fetch_max(mark, Ordering::SeqCst);
             })
         };
+        let lockouts = Lockouts::new(max_token_lifetime, capacity, &global);
         Self {
             inner: Arc::new(Inner {
                 users: marks(),
                 orgs: marks(),
                 global,
+                lockouts,
+                trusting: AtomicBool::new(true),
                 max_lifetime: max_token_lifetime,
             }),
         }
@@ -132,9 +138,53 @@ impl Freshness {
         self.inner.global.fetch_max(unix_ms(at), Ordering::SeqCst);
     }
 
+    /// Tokens of `user_id` issued up to `at` are refused outright (401 `invalid_token`) on
+    /// every route, and older claims of theirs are not trusted either. Never moves back.
+    pub fn lock_out_user(&self, user_id: &str, at: SystemTime) {
+        let at = unix_ms(at);
+        self.inner.lockouts.lock_out_user(user_id, at);
+        self.inner
+            .users
+            .upsert(user_id.into(), |old| old.map_or(at, |old| (*old).max(at)));
+    }
+
+    /// The token whose `jti` claim is `jti` is refused outright until the longest token
+    /// lifetime has passed.
+    pub fn revoke_token(&self, jti: &str, at: SystemTime) {
+        self.inner.lockouts.revoke_token(jti, unix_ms(at));
+    }
+
+    /// Whether `claims` must be refused: their user was locked out after they were issued, or
+    /// the token was revoked by `jti`.
+    pub fn is_locked_out(&self, claims: &Claims) -> bool {
+        self.inner.lockouts.is_locked_out(claims)
+    }
+
+    /// The time up to which the user's tokens are refused, if they are locked out.
+    pub fn user_lock_out(&self, user_id: &str) -> Option<SystemTime> {
+        self.inner.lockouts.user_lock_out(user_id).map(from_unix_ms)
+    }
+
+    /// Whether claims are trusted at all: false while the change log this replica follows has
+    /// not been replayed, or has been out of reach for longer than its bound.
+    pub fn is_trusting(&self) -> bool {
+        self.inner.trusting.load(Ordering::Acquire)
+    }
+
+    /// Opens or closes the trust gate (the change log's follower does this).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn set_trusting(&self, trusting: bool) {
+        self.inner.trusting.store(trusting, Ordering::Release);
+    }
+
     fn mark(&self, marks: &Marks, key: &str, at: SystemTime) {
         let at = unix_ms(at);
         marks.upsert(key.into(), |old| old.map_or(at, |old| (*old).max(at)));
+    }
+
+    /// How long a watermark or lock-out is kept: the longest token lifetime.
+    pub fn max_token_lifetime(&self) -> Duration {
+        self.inner.max_lifetime
     }
 
     /// The user's watermark, if one is set.
@@ -159,8 +209,12 @@ impl Freshness {
         [user, org, global].into_iter().flatten().max()
     }
 
-    /// Whether `claims` predate a change that concerns them: then they must not be trusted.
+    /// Whether `claims` predate a change that concerns them, or the trust gate is closed: then
+    /// they must not be trusted.
     pub fn is_stale(&self, claims: &Claims) -> bool {
+        if !self.is_trusting() {
+            return true;
+        }
         match self.watermark_ms(claims) {
             None => false,
             Some(mark) => claims
@@ -169,12 +223,12 @@ impl Freshness {
         }
     }
 
-    /// Approximate number of user and organization watermarks held.
+    /// Approximate number of user and organization watermarks and lock-outs held.
     pub fn len(&self) -> u64 {
-        self.inner.users.len() + self.inner.orgs.len()
+        self.inner.users.len() + self.inner.orgs.len() + self.inner.lockouts.len()
     }
 
-    /// Whether no user or organization watermark is held.
+    /// Whether no user or organization watermark or lock-out is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

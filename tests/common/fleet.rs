@@ -1,0 +1,134 @@
+//! Several replicas of one app on loopback, sharing one FakeKinde and one test-owned Redis.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use claimcheck::Auth;
+use claimcheck::changes::RedisConfig;
+use claimcheck::testing::{FakeKinde, RedisServer};
+
+use super::{Answer, Via, app, live_for, send, serve, warm_verifier};
+
+/// How long a follower may be cut off in these tests.
+pub const CUT_OFF: Duration = Duration::from_millis(400);
+
+pub struct Replica {
+    pub auth: Auth,
+    pub base: String,
+    client: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Replica {
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        let req = self.client.get(format!("{}{path}", self.base));
+        send(req.header("authorization", format!("Bearer {token}"))).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str) -> Answer {
+        let req = self.client.post(format!("{}{path}", self.base));
+        send(req.header("authorization", format!("Bearer {token}"))).await
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!("{}/webhooks/kinde", self.base)
+    }
+
+    /// Records applied from the shared log so far.
+    pub fn applied(&self) -> u64 {
+        self.auth.change_log().status().applied
+    }
+
+    pub fn caught_up(&self) -> bool {
+        self.auth.change_log().status().caught_up
+    }
+}
+
+pub struct Fleet {
+    pub kinde: FakeKinde,
+    pub redis: RedisServer,
+    pub prefix: String,
+    pub replicas: Vec<Replica>,
+}
+
+static PREFIXES: AtomicU64 = AtomicU64::new(0);
+
+impl Fleet {
+    /// A fake, a test-owned Redis and `n` replicas, each caught up with the log.
+    pub async fn start(n: usize) -> Self {
+        let kinde = FakeKinde::start().await;
+        let redis = RedisServer::start().expect("redis-server on PATH");
+        let prefix = format!(
+            "claimcheck-test-{}-{}",
+            std::process::id(),
+            PREFIXES.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut fleet = Self {
+            kinde,
+            redis,
+            prefix,
+            replicas: Vec::new(),
+        };
+        for _ in 0..n {
+            fleet.add().await;
+        }
+        fleet
+    }
+
+    pub fn config(&self) -> RedisConfig {
+        RedisConfig::new(&self.redis.url())
+            .unwrap()
+            .prefix(self.prefix.clone())
+            .unwrap()
+            .cut_off_after(CUT_OFF)
+            .append_timeout(Duration::from_millis(300))
+    }
+
+    /// A replica that has not necessarily caught up (Redis may be down).
+    pub async fn replica(&self) -> Replica {
+        let verifier = warm_verifier(&self.kinde).await;
+        let live = live_for(&self.kinde, Via::Management)
+            .time_to_live(Duration::from_secs(60))
+            .build();
+        let auth = Auth::new(verifier, live).with_redis(self.config());
+        let (base, server) = serve(app(&auth, Arc::new(AtomicUsize::new(0)))).await;
+        Replica {
+            auth,
+            base,
+            client: reqwest::Client::new(),
+            server,
+        }
+    }
+
+    /// Adds a replica and waits until it has replayed the log.
+    pub async fn add(&mut self) -> &Replica {
+        let replica = self.replica().await;
+        until("the new replica catches up", || replica.caught_up()).await;
+        self.replicas.push(replica);
+        self.replicas.last().unwrap()
+    }
+
+    pub fn a(&self) -> &Replica {
+        &self.replicas[0]
+    }
+}
+
+/// Waits (polling every millisecond, at most 3 s) until `done`; panics naming `what` otherwise.
+pub async fn until(what: &str, done: impl Fn() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    start.elapsed()
+}
