@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use claimcheck::Auth;
 use claimcheck::changes::RedisConfig;
+use claimcheck::freshness::Freshness;
 use claimcheck::testing::{FakeKinde, RedisServer};
 
 use super::{Answer, Via, app, live_for, send, serve, warm_verifier};
@@ -56,6 +57,10 @@ pub struct Fleet {
     pub redis: RedisServer,
     pub prefix: String,
     pub replicas: Vec<Replica>,
+    /// The cut-off bound of replicas added from now on.
+    pub cut_off: Duration,
+    /// The freshness window (and so the log's retention) of replicas added from now on.
+    pub lifetime: Option<Duration>,
 }
 
 static PREFIXES: AtomicU64 = AtomicU64::new(0);
@@ -75,6 +80,8 @@ impl Fleet {
             redis,
             prefix,
             replicas: Vec::new(),
+            cut_off: CUT_OFF,
+            lifetime: None,
         };
         for _ in 0..n {
             fleet.add().await;
@@ -87,7 +94,7 @@ impl Fleet {
             .unwrap()
             .prefix(self.prefix.clone())
             .unwrap()
-            .cut_off_after(CUT_OFF)
+            .cut_off_after(self.cut_off)
             .append_timeout(Duration::from_millis(300))
     }
 
@@ -97,7 +104,12 @@ impl Fleet {
         let live = live_for(&self.kinde, Via::Management)
             .time_to_live(Duration::from_secs(60))
             .build();
-        let auth = Auth::new(verifier, live).with_redis(self.config());
+        let mut auth = Auth::new(verifier, live);
+        if let Some(lifetime) = self.lifetime {
+            auth = auth.with_freshness(Freshness::new(lifetime, 100_000));
+        }
+        let config = self.config().retention(self.lifetime.unwrap_or(Duration::ZERO));
+        let auth = auth.with_redis(config);
         let (base, server) = serve(app(&auth, Arc::new(AtomicUsize::new(0)))).await;
         Replica {
             auth,
