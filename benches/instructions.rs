@@ -123,13 +123,17 @@ mod repeat {
 
     const READ_REPORTS: Permission = Permission::from_static("read:reports");
 
-    type Handler = tower::util::ServiceFn<fn(Request<Body>) -> std::future::Ready<Result<Response<Body>, Infallible>>>;
+    type Handler = tower::util::ServiceFn<
+        fn(Request<Body>) -> std::future::Ready<Result<Response<Body>, Infallible>>,
+    >;
 
     fn handler(_: Request<Body>) -> std::future::Ready<Result<Response<Body>, Infallible>> {
         std::future::ready(Ok(Response::new(Body::empty())))
     }
 
-    fn stack(auth: &Auth) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> {
+    fn stack(
+        auth: &Auth,
+    ) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> {
         let route = auth.token_trusted(READ_REPORTS);
         let handler: Handler = tower::service_fn(handler as fn(_) -> _);
         auth.layer().layer(route.layer(handler))

@@ -38,24 +38,32 @@ async fn redis_stopped_the_receiver_answers_503_applies_here_and_the_redelivery_
     let refused = fleet_webhook(&event, &a.webhook_url()).await;
     assert_eq!(refused.0, 503);
     assert!(refused.1.is_some(), "Retry-After");
-    assert_eq!(a.get("/reports", &token).await.status, 403, "A denies at once");
+    assert_eq!(
+        a.get("/reports", &token).await.status,
+        403,
+        "A denies at once"
+    );
     let stale = b.get("/reports", &token).await;
-    assert_eq!((stale.status, stale.source.as_deref()), (200, Some("token")), "B not yet");
+    assert_eq!(
+        (stale.status, stale.source.as_deref()),
+        (200, Some("token")),
+        "B not yet"
+    );
 
     fleet.redis.restart().unwrap();
     assert_eq!(event.deliver(&a.webhook_url()).await, 200, "redelivered");
     until("B and C catch up", || b.caught_up() && c.caught_up()).await;
     for replica in [b, c] {
         let denied = replica.get("/reports", &token).await;
-        assert_eq!((denied.status, denied.source.as_deref()), (403, Some("live")));
+        assert_eq!(
+            (denied.status, denied.source.as_deref()),
+            (403, Some("live"))
+        );
     }
 }
 
 /// Delivers `event` and returns the status and `Retry-After`.
-async fn fleet_webhook(
-    event: &claimcheck::testing::Webhook,
-    url: &str,
-) -> (u16, Option<String>) {
+async fn fleet_webhook(event: &claimcheck::testing::Webhook, url: &str) -> (u16, Option<String>) {
     let answer = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/jwt")
@@ -78,14 +86,23 @@ async fn a_reset_redis_is_found_by_its_epoch_and_older_tokens_are_distrusted_eve
         .a()
         .auth
         .change_log()
-        .publish(Change::new(Target::User("kp_9".into()), Action::Distrust, SystemTime::now()))
+        .publish(Change::new(
+            Target::User("kp_9".into()),
+            Action::Distrust,
+            SystemTime::now(),
+        ))
         .await
         .unwrap();
     until("B reads it", || fleet.replicas[1].applied() >= 1).await;
 
     // Redis restarts empty and is written again at once: ids alone look continuous.
     fleet.redis.restart().unwrap();
-    let mut conn = fleet.redis.client().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = fleet
+        .redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let stream = format!("{}:log", fleet.prefix);
     let _: String = redis::cmd("XADD")
         .arg(&stream)
@@ -97,10 +114,16 @@ async fn a_reset_redis_is_found_by_its_epoch_and_older_tokens_are_distrusted_eve
         .unwrap();
 
     for replica in &fleet.replicas {
-        until("the reset is found", || replica.auth.change_log().status().gaps == 1).await;
+        until("the reset is found", || {
+            replica.auth.change_log().status().gaps == 1
+        })
+        .await;
         until("it catches up again", || replica.caught_up()).await;
         let answer = replica.get("/reports", &token).await;
-        assert_eq!((answer.status, answer.source.as_deref()), (200, Some("live")));
+        assert_eq!(
+            (answer.status, answer.source.as_deref()),
+            (200, Some("live"))
+        );
     }
     // A replica started after the loss replays it: older tokens are not trusted there either.
     let newer = fleet
@@ -112,22 +135,38 @@ async fn a_reset_redis_is_found_by_its_epoch_and_older_tokens_are_distrusted_eve
     let late = fleet.add().await;
     let answer = late.get("/reports", &token).await;
     assert_eq!(answer.source.as_deref(), Some("live"));
-    assert_eq!(late.get("/reports", &newer).await.source.as_deref(), Some("token"));
-    assert_eq!(late.auth.change_log().status().skipped, 1, "the stray entry");
+    assert_eq!(
+        late.get("/reports", &newer).await.source.as_deref(),
+        Some("token")
+    );
+    assert_eq!(
+        late.auth.change_log().status().skipped,
+        1,
+        "the stray entry"
+    );
 }
 
 #[tokio::test]
 async fn a_follower_whose_connection_is_killed_mid_burst_applies_every_change() {
     let fleet = Fleet::start(2).await;
     let (a, b) = (&fleet.replicas[0], &fleet.replicas[1]);
-    let mut admin = fleet.redis.client().get_multiplexed_async_connection().await.unwrap();
+    let mut admin = fleet
+        .redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let at = SystemTime::now();
     for i in 0..1_000 {
         let change = Change::new(Target::User(format!("kp_{i}")), Action::Distrust, at);
         a.auth.change_log().publish(change).await.unwrap();
         if i % 250 == 100 {
             // Kill every blocking reader: B's follower (and A's).
-            let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut admin).await.unwrap();
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut admin)
+                .await
+                .unwrap();
             for line in list.lines().filter(|l| l.contains("cmd=xread")) {
                 let id = line.split(' ').find_map(|f| f.strip_prefix("id=")).unwrap();
                 let _: redis::Value = redis::cmd("CLIENT")
@@ -151,7 +190,10 @@ async fn a_follower_cut_off_past_its_bound_decides_live_and_the_outbox_delivers_
     let fleet = Fleet::start(2).await;
     let (a, b) = (&fleet.replicas[0], &fleet.replicas[1]);
     let token = grant(&fleet, "kp_1");
-    assert_eq!(b.get("/reports", &token).await.source.as_deref(), Some("token"));
+    assert_eq!(
+        b.get("/reports", &token).await.source.as_deref(),
+        Some("token")
+    );
 
     // A partition that drops packets: connections stay open, nothing answers.
     fleet.redis.freeze().unwrap();
@@ -159,11 +201,20 @@ async fn a_follower_cut_off_past_its_bound_decides_live_and_the_outbox_delivers_
     assert_eq!(event.deliver(&a.webhook_url()).await, 503);
     until("B notices the silence", || !b.caught_up()).await;
     let cut_off = b.get("/reports", &token).await;
-    assert_eq!((cut_off.status, cut_off.source.as_deref()), (200, Some("live")));
-    assert!(b.auth.freshness().user_watermark("kp_1").is_none(), "not received yet");
+    assert_eq!(
+        (cut_off.status, cut_off.source.as_deref()),
+        (200, Some("live"))
+    );
+    assert!(
+        b.auth.freshness().user_watermark("kp_1").is_none(),
+        "not received yet"
+    );
 
     fleet.redis.thaw().unwrap();
-    until("A's outbox reaches B", || b.auth.freshness().user_watermark("kp_1").is_some()).await;
+    until("A's outbox reaches B", || {
+        b.auth.freshness().user_watermark("kp_1").is_some()
+    })
+    .await;
     until("B catches up", || b.caught_up()).await;
     assert_eq!(a.auth.change_log().status().outbox, 0);
     let other = fleet
@@ -172,8 +223,14 @@ async fn a_follower_cut_off_past_its_bound_decides_live_and_the_outbox_delivers_
         .permissions(["read:reports"])
         .issued_in(-5)
         .sign();
-    assert_eq!(b.get("/reports", &other).await.source.as_deref(), Some("token"));
-    assert_eq!(b.get("/reports", &token).await.source.as_deref(), Some("live"));
+    assert_eq!(
+        b.get("/reports", &other).await.source.as_deref(),
+        Some("token")
+    );
+    assert_eq!(
+        b.get("/reports", &token).await.source.as_deref(),
+        Some("live")
+    );
 }
 
 #[tokio::test]
@@ -186,8 +243,11 @@ async fn the_log_stays_trimmed_to_its_retention_under_a_burst() {
         let log = log.clone();
         async move {
             for i in 0..n {
-                let change =
-                    Change::new(Target::Org(format!("org_{i}")), Action::Invalidate, SystemTime::now());
+                let change = Change::new(
+                    Target::Org(format!("org_{i}")),
+                    Action::Invalidate,
+                    SystemTime::now(),
+                );
                 log.publish(change).await.unwrap();
             }
         }
@@ -195,7 +255,12 @@ async fn the_log_stays_trimmed_to_its_retention_under_a_burst() {
     burst(2_000).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     burst(500).await;
-    let mut conn = fleet.redis.client().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = fleet
+        .redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let len: usize = redis::cmd("XLEN")
         .arg(format!("{}:log", fleet.prefix))
         .query_async(&mut conn)

@@ -2,8 +2,8 @@
 
 use crate::claims::Claims;
 use crate::decision::{Age, Decision, Outcome, Source};
-use crate::freshness::Freshness;
-use crate::live::{LiveCheck, Lookup, PermissionQuery};
+use crate::freshness::{Freshness, Staleness};
+use crate::live::{LiveCheck, Lookup, PermissionQuery, Priority};
 use crate::permission::Permission;
 
 /// Mode of a route that trusts the verified token's claims. See [`authz`](super).
@@ -23,7 +23,7 @@ pub struct Strict {
 /// What a mode can tell from the claims alone.
 pub enum Verdict {
     Decided(Decision),
-    Live(LiveCheck, PermissionQuery),
+    Live(LiveCheck, PermissionQuery, Priority),
 }
 
 /// A way of deciding: [`TokenTrusted`] or [`Strict`]. Sealed.
@@ -78,10 +78,19 @@ impl sealed::Decide for TokenTrusted {
         if claims.is_machine() {
             return Verdict::Decided(from_scopes(claims, permission));
         }
-        // Claims older than a change Kinde told us about are not trusted: decide live.
-        if self.freshness.as_ref().is_some_and(|f| f.is_stale(claims)) {
+        // Claims older than a change Kinde told us about are not trusted: decide live. When
+        // the change concerns everyone, those calls spend from the conservative budget.
+        let staleness = self
+            .freshness
+            .as_ref()
+            .map_or(Staleness::Fresh, |f| f.staleness(claims));
+        if staleness != Staleness::Fresh {
+            let priority = match staleness {
+                Staleness::Everyone => Priority::Conservative,
+                _ => Priority::First,
+            };
             return match &self.live {
-                Some(live) => live_or_deny(live, claims, permission),
+                Some(live) => live_or_deny(live, claims, permission, priority),
                 None => Verdict::Decided(from_token(false, claims, permission)),
             };
         }
@@ -91,7 +100,7 @@ impl sealed::Decide for TokenTrusted {
                 Verdict::Decided(from_token(allowed, claims, permission))
             }
             // Kinde lets workflows strip `permissions` from tokens: ask the live source.
-            (None, Some(live)) => live_or_deny(live, claims, permission),
+            (None, Some(live)) => live_or_deny(live, claims, permission, Priority::First),
             (None, None) => Verdict::Decided(from_token(false, claims, permission)),
         }
     }
@@ -106,13 +115,18 @@ impl sealed::Decide for Strict {
                 from_token(false, claims, permission)
             });
         }
-        live_or_deny(&self.live, claims, permission)
+        live_or_deny(&self.live, claims, permission, Priority::First)
     }
 }
 
-fn live_or_deny(live: &LiveCheck, claims: &Claims, permission: &Permission) -> Verdict {
+fn live_or_deny(
+    live: &LiveCheck,
+    claims: &Claims,
+    permission: &Permission,
+    priority: Priority,
+) -> Verdict {
     match PermissionQuery::from_claims(claims) {
-        Some(query) => Verdict::Live(live.clone(), query),
+        Some(query) => Verdict::Live(live.clone(), query, priority),
         // No `sub` and not a machine token: there is nobody to look up.
         None => Verdict::Decided(from_token(false, claims, permission)),
     }

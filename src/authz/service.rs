@@ -61,13 +61,13 @@ where
         };
         let decision = match self.mode.verdict(claims, &self.permission) {
             Verdict::Decided(decision) => decision,
-            Verdict::Live(live, query) => match live.peek(&query) {
+            Verdict::Live(live, query, priority) => match live.peek(&query) {
                 Some(Ok(lookup)) => from_lookup(&lookup, &self.permission),
                 Some(Err(refused)) => {
                     return super::future::failed(&refused, &self.permission, &req);
                 }
                 None => {
-                    let check = Box::pin(async move { live.lookup(&query).await });
+                    let check = Box::pin(async move { live.lookup_with(&query, priority).await });
                     // Take the service that was driven to readiness; leave a fresh clone behind.
                     let clone = self.inner.clone();
                     let ready = std::mem::replace(&mut self.inner, clone);

@@ -55,6 +55,17 @@ type Marks = Recent<Box<str>, i64>;
 #[deprecated(since = "0.3.0", note = "use `claimcheck::changes::Target`")]
 pub type Change = crate::changes::Target;
 
+/// Why claims may or may not be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Staleness {
+    /// No change concerns them.
+    Fresh,
+    /// A change of their user or organization happened after they were issued.
+    Named,
+    /// A change of everyone happened after they were issued, or the trust gate is closed.
+    Everyone,
+}
+
 /// Watermarks per user, per organization and global. Cheap to clone; clones share them.
 #[derive(Clone)]
 pub struct Freshness {
@@ -192,12 +203,32 @@ impl Freshness {
         self.inner.users.get(user_id).map(from_unix_ms)
     }
 
-    /// The latest watermark that applies to `claims` (its user's, its organization's or the
-    /// global one), in Unix milliseconds.
-    fn watermark_ms(&self, claims: &Claims) -> Option<i64> {
+    /// Whether `claims` predate a change that concerns them, or the trust gate is closed: then
+    /// they must not be trusted.
+    pub fn is_stale(&self, claims: &Claims) -> bool {
+        self.staleness(claims) != Staleness::Fresh
+    }
+
+    /// Whether `claims` may be trusted, and if not, whether because of a change that names
+    /// them (their user or organization) or one that concerns everyone (the global watermark,
+    /// or the trust gate closed).
+    pub(crate) fn staleness(&self, claims: &Claims) -> Staleness {
+        if !self.is_trusting() {
+            return Staleness::Everyone;
+        }
+        let covers = |mark: Option<i64>| {
+            mark.is_some_and(|mark| {
+                claims
+                    .issued_at()
+                    .is_none_or(|iat| iat.saturating_mul(1000) <= mark)
+            })
+        };
         let lookup = |marks: &Marks, key: Option<&str>| marks.get(key?);
-        let user = lookup(&self.inner.users, claims.subject());
-        let org = lookup(&self.inner.orgs, claims.org_code());
+        if covers(lookup(&self.inner.users, claims.subject()))
+            || covers(lookup(&self.inner.orgs, claims.org_code()))
+        {
+            return Staleness::Named;
+        }
         let global = match self.inner.global.load(Ordering::Acquire) {
             NONE => None,
             mark => {
@@ -206,20 +237,10 @@ impl Freshness {
                     .then_some(mark)
             }
         };
-        [user, org, global].into_iter().flatten().max()
-    }
-
-    /// Whether `claims` predate a change that concerns them, or the trust gate is closed: then
-    /// they must not be trusted.
-    pub fn is_stale(&self, claims: &Claims) -> bool {
-        if !self.is_trusting() {
-            return true;
-        }
-        match self.watermark_ms(claims) {
-            None => false,
-            Some(mark) => claims
-                .issued_at()
-                .is_none_or(|iat| iat.saturating_mul(1000) <= mark),
+        if covers(global) {
+            Staleness::Everyone
+        } else {
+            Staleness::Fresh
         }
     }
 

@@ -16,6 +16,7 @@ use moka::sync::Cache;
 use tokio::time::Instant;
 
 use super::backoff::{Backoff, Breaker};
+use super::budget::{Budget, Priority};
 use super::error::SourceError;
 use super::flight::{self, Flights, Ticket};
 use super::invalidation::Invalidations;
@@ -28,6 +29,7 @@ const DEFAULT_TTL: Duration = Duration::from_secs(5);
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
 const DEFAULT_CAPACITY: u64 = 10_000;
 const DEFAULT_REFUSAL_MEMORY: Duration = Duration::from_secs(30);
+const DEFAULT_CONSERVATIVE_BUDGET: u32 = 50;
 /// Longest time-to-live and refusal memory.
 const MAX_MEMORY: Duration = Duration::from_secs(24 * 3600);
 /// Longest deadline.
@@ -49,6 +51,7 @@ pub(super) struct Inner {
     breaker: Breaker,
     invalidations: Invalidations,
     refusals: Option<Refusals>,
+    budget: Budget,
 }
 
 /// Whose permissions: the cache's key.
@@ -115,6 +118,7 @@ pub struct LiveCheckBuilder {
     capacity: u64,
     backoff: Backoff,
     refusal_memory: Duration,
+    budget: u32,
 }
 
 impl LiveCheckBuilder {
@@ -156,6 +160,16 @@ impl LiveCheckBuilder {
         self
     }
 
+    /// Upstream calls per second that everyone-wide distrust may cause (default 50): when a
+    /// replica has not replayed the change log, is cut off from it, found a loss in it, or every
+    /// role changed, token-trusted routes decide every token live; those calls go only while
+    /// this budget (what strict routes leave of it) lasts, and answer 503 + `Retry-After`
+    /// otherwise. Strict routes are never refused by it. 0: such calls never go.
+    pub fn conservative_budget(mut self, calls_per_second: u32) -> Self {
+        self.budget = calls_per_second;
+        self
+    }
+
     /// The check. Durations beyond reason are capped: the time-to-live and the refusal memory
     /// at 24 h, the deadline at 1 h.
     pub fn build(mut self) -> LiveCheck {
@@ -182,6 +196,7 @@ impl LiveCheckBuilder {
                 breaker: Breaker::new(self.backoff),
                 invalidations: Invalidations::new(horizon, self.capacity.max(1_000)),
                 refusals: Refusals::new(self.refusal_memory),
+                budget: Budget::new(self.budget),
             }),
         }
     }
@@ -197,6 +212,7 @@ impl LiveCheck {
             capacity: DEFAULT_CAPACITY,
             backoff: Backoff::default(),
             refusal_memory: DEFAULT_REFUSAL_MEMORY,
+            budget: DEFAULT_CONSERVATIVE_BUDGET,
         }
     }
 
@@ -219,6 +235,15 @@ impl LiveCheck {
     /// upstream call. Fails when the source fails or refuses the caller, or the deadline passes;
     /// failures are not cached.
     pub async fn lookup(&self, query: &PermissionQuery) -> Result<Lookup, SourceError> {
+        self.lookup_with(query, Priority::First).await
+    }
+
+    /// [`lookup`](Self::lookup), spending from the conservative budget when `priority` says so.
+    pub(crate) async fn lookup_with(
+        &self,
+        query: &PermissionQuery,
+        priority: Priority,
+    ) -> Result<Lookup, SourceError> {
         if let Some(refused) = self.inner.refused_token(query) {
             return Err(refused);
         }
@@ -229,7 +254,7 @@ impl LiveCheck {
                 mut answer,
                 started,
                 token,
-            } = match Inner::join_or_start(&self.inner, &key, query, give_up) {
+            } = match Inner::join_or_start(&self.inner, &key, query, give_up, priority) {
                 Ok(Joined::Cached(entry)) => return Ok(entry.lookup(Source::LiveCache)),
                 Ok(Joined::Flight(ticket)) => ticket,
                 Err(error) => return Err(error),
@@ -354,6 +379,7 @@ impl Inner {
         key: &Key,
         query: &PermissionQuery,
         give_up: Instant,
+        priority: Priority,
     ) -> Result<Joined, SourceError> {
         let flights = this.flights();
         // Looked up again under the lock: a flight may have just filled the cache.
@@ -372,6 +398,10 @@ impl Inner {
         if let Err(wait) = this.breaker.admit() {
             let error = SourceError::unavailable("upstream calls paused after failures");
             return Err(error.with_retry_after(wait));
+        }
+        if let Err(wait) = this.budget.spend(priority) {
+            let error = SourceError::unavailable("over the live-call budget for distrusted tokens");
+            return Err(error.not_sent().with_retry_after(wait));
         }
         let ticket = flight::start(this, flights, key, query, give_up);
         Ok(Joined::Flight(ticket))

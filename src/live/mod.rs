@@ -54,6 +54,7 @@
 
 mod account;
 mod backoff;
+mod budget;
 mod check;
 mod error;
 mod flight;
@@ -67,6 +68,7 @@ use std::pin::Pin;
 
 pub use account::KindeAccountApi;
 pub use backoff::Backoff;
+pub(crate) use budget::Priority;
 pub use check::{LiveCheck, LiveCheckBuilder, Lookup};
 pub use error::SourceError;
 pub use management::KindeManagementApi;

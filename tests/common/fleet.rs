@@ -61,6 +61,8 @@ pub struct Fleet {
     pub cut_off: Duration,
     /// The freshness window (and so the log's retention) of replicas added from now on.
     pub lifetime: Option<Duration>,
+    /// The conservative live-call budget of replicas added from now on.
+    pub budget: Option<u32>,
 }
 
 static PREFIXES: AtomicU64 = AtomicU64::new(0);
@@ -82,6 +84,7 @@ impl Fleet {
             replicas: Vec::new(),
             cut_off: CUT_OFF,
             lifetime: None,
+            budget: None,
         };
         for _ in 0..n {
             fleet.add().await;
@@ -101,14 +104,18 @@ impl Fleet {
     /// A replica that has not necessarily caught up (Redis may be down).
     pub async fn replica(&self) -> Replica {
         let verifier = warm_verifier(&self.kinde).await;
-        let live = live_for(&self.kinde, Via::Management)
-            .time_to_live(Duration::from_secs(60))
-            .build();
+        let mut live = live_for(&self.kinde, Via::Management).time_to_live(Duration::from_secs(60));
+        if let Some(budget) = self.budget {
+            live = live.conservative_budget(budget);
+        }
+        let live = live.build();
         let mut auth = Auth::new(verifier, live);
         if let Some(lifetime) = self.lifetime {
             auth = auth.with_freshness(Freshness::new(lifetime, 100_000));
         }
-        let config = self.config().retention(self.lifetime.unwrap_or(Duration::ZERO));
+        let config = self
+            .config()
+            .retention(self.lifetime.unwrap_or(Duration::ZERO));
         let auth = auth.with_redis(config);
         let (base, server) = serve(app(&auth, Arc::new(AtomicUsize::new(0)))).await;
         Replica {
