@@ -269,3 +269,59 @@ async fn the_log_stays_trimmed_to_its_retention_under_a_burst() {
     // `MINID ~` trims whole nodes (100 entries): the 2 000 older entries are gone.
     assert!(len <= 700, "{len} entries kept");
 }
+
+#[tokio::test]
+async fn with_replica_acks_a_change_is_acknowledged_only_once_a_redis_replica_holds_it() {
+    let mut fleet = Fleet::start(0).await;
+    let replica = claimcheck::testing::RedisServer::start_replica_of(&fleet.redis).unwrap();
+    let mut primary = fleet
+        .redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    until_async(async || {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut primary)
+            .await
+            .unwrap();
+        info.contains("connected_slaves:1") && info.contains("state=online")
+    })
+    .await;
+    fleet.replica_acks = 1;
+    fleet.add().await;
+    let a = fleet.a();
+    let change = || {
+        Change::new(
+            Target::User("kp_1".into()),
+            Action::Distrust,
+            SystemTime::now(),
+        )
+    };
+    assert!(a.auth.change_log().publish(change()).await.is_ok());
+
+    // The replica stops acknowledging: the append is not durable enough to say 200.
+    replica.freeze().unwrap();
+    let event = fleet.kinde.user_updated("kp_2");
+    assert_eq!(event.deliver(&a.webhook_url()).await, 503);
+    assert!(
+        a.auth.freshness().user_watermark("kp_2").is_some(),
+        "applied here anyway"
+    );
+    replica.thaw().unwrap();
+    assert_eq!(
+        event.deliver(&a.webhook_url()).await,
+        200,
+        "redelivered once it acknowledges"
+    );
+}
+
+/// Polls `done` every few milliseconds, at most 3 s.
+async fn until_async(mut done: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < Duration::from_secs(3), "timed out");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

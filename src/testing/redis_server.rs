@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    replica_of: Option<u16>,
     child: Option<Child>,
 }
 
@@ -19,7 +20,23 @@ impl RedisServer {
     /// Starts one and waits until it answers `PING`.
     pub fn start() -> io::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut server = Self { port, child: None };
+        let mut server = Self {
+            port,
+            replica_of: None,
+            child: None,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// Starts a replica of `primary` (`--replicaof`), and waits until it answers `PING`.
+    pub fn start_replica_of(primary: &RedisServer) -> io::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut server = Self {
+            port,
+            replica_of: Some(primary.port),
+            child: None,
+        };
         server.spawn()?;
         Ok(server)
     }
@@ -80,9 +97,16 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> io::Result<()> {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            // A replica syncs at once instead of after the default 5 s.
+            .args(["--repl-diskless-sync-delay", "0"]);
+        if let Some(primary) = self.replica_of {
+            command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;

@@ -63,6 +63,8 @@ pub struct Fleet {
     pub lifetime: Option<Duration>,
     /// The conservative live-call budget of replicas added from now on.
     pub budget: Option<u32>,
+    /// Redis replicas that must acknowledge each append, for replicas added from now on.
+    pub replica_acks: u32,
 }
 
 static PREFIXES: AtomicU64 = AtomicU64::new(0);
@@ -85,6 +87,7 @@ impl Fleet {
             cut_off: CUT_OFF,
             lifetime: None,
             budget: None,
+            replica_acks: 0,
         };
         for _ in 0..n {
             fleet.add().await;
@@ -98,7 +101,8 @@ impl Fleet {
             .prefix(self.prefix.clone())
             .unwrap()
             .cut_off_after(self.cut_off)
-            .append_timeout(Duration::from_millis(300))
+            .append_timeout(Duration::from_secs(1))
+            .replica_acks(self.replica_acks)
     }
 
     /// A replica that has not necessarily caught up (Redis may be down).

@@ -65,6 +65,7 @@ pub struct RedisConfig {
     retention: Duration,
     cut_off_after: Duration,
     append_timeout: Duration,
+    replica_acks: u32,
 }
 
 impl RedisConfig {
@@ -82,6 +83,7 @@ impl RedisConfig {
             retention: DEFAULT_RETENTION,
             cut_off_after: DEFAULT_CUT_OFF,
             append_timeout: DEFAULT_APPEND_TIMEOUT,
+            replica_acks: 0,
         })
     }
 
@@ -116,6 +118,16 @@ impl RedisConfig {
     /// How long publishing waits for Redis before the change goes to the outbox (default 2 s).
     pub fn append_timeout(mut self, timeout: Duration) -> Self {
         self.append_timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
+    /// With a replicated Redis, acknowledges a published change only once `replicas` replicas
+    /// hold it (`WAIT`, within the append timeout); otherwise it is answered as unavailable
+    /// (503 to a webhook, which Kinde redelivers) and kept in the outbox. Default 0: acknowledged
+    /// once the primary has it, so a failover within the replication lag (usually under a
+    /// second) can lose it; see the README's "Running several replicas".
+    pub fn replica_acks(mut self, replicas: u32) -> Self {
+        self.replica_acks = replicas;
         self
     }
 
@@ -234,7 +246,11 @@ impl RedisLog {
             shared.config.retention,
             DEDUPE_FOR,
         );
+        let started = tokio::time::Instant::now();
         match tokio::time::timeout(shared.config.append_timeout, append).await {
+            Ok(Ok(Some(_))) if !self.replicated(&mut conn, started).await => {
+                Err(self.keep(change, "too few replicas acknowledged the append"))
+            }
             Ok(Ok(Some(_))) => {
                 shared.applier.apply(&change);
                 Ok(Published::Appended)
@@ -244,6 +260,30 @@ impl RedisLog {
             Ok(Err(error)) => Err(self.keep(change, &error.to_string())),
             Err(_) => Err(self.keep(change, "timed out")),
         }
+    }
+
+    /// Whether enough replicas hold what this connection wrote (always, when none are asked).
+    async fn replicated(
+        &self,
+        conn: &mut ConnectionManager,
+        started: tokio::time::Instant,
+    ) -> bool {
+        let wanted = self.shared.config.replica_acks;
+        if wanted == 0 {
+            return true;
+        }
+        let left = self
+            .shared
+            .config
+            .append_timeout
+            .saturating_sub(started.elapsed());
+        let mut command = redis::cmd("WAIT");
+        command
+            .arg(wanted)
+            .arg(u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1));
+        let wait = command.query_async::<u32>(conn);
+        let budget = left + Duration::from_millis(100);
+        matches!(tokio::time::timeout(budget, wait).await, Ok(Ok(acks)) if acks >= wanted)
     }
 
     fn keep(&self, change: Change, why: &str) -> PublishError {
