@@ -12,6 +12,7 @@
 //! | `KINDE_JWKS_URL` | `{issuer}/.well-known/jwks.json` |
 //! | `KINDE_MANAGEMENT_CLIENT_ID`, `KINDE_MANAGEMENT_CLIENT_SECRET` | unset: strict routes use the Account API |
 //! | `CLAIMCHECK_STRICT_TTL_MS` | `5000` (how long a live answer is reused) |
+//! | `CLAIMCHECK_REDIS_URL`, `CLAIMCHECK_REDIS_PREFIX` | unset: changes stay in this process. Set (with `--features redis`): every replica shares them through Redis Streams |
 //! | `CLAIMCHECK_BIND` | `127.0.0.1:3000` |
 //! | `RUST_LOG` | `info` |
 //!
@@ -99,11 +100,35 @@ async fn setup() -> Result<Auth, ConfigError> {
         None => "Account API",
     };
     tracing::info!(source, ttl_ms, "strict routes use live permissions");
-    Ok(Auth::new(verifier, live))
+    let auth = Auth::new(verifier, live);
+    #[cfg(feature = "redis")]
+    let auth = match config.redis_config() {
+        Some(redis) => {
+            tracing::info!(
+                prefix = redis.key_prefix(),
+                "changes shared through Redis Streams"
+            );
+            auth.with_redis(redis.clone())
+        }
+        None => auth,
+    };
+    Ok(auth)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--version") {
+        let features = if cfg!(feature = "redis") {
+            "redis"
+        } else {
+            "none"
+        };
+        println!(
+            "server example, claimcheck {}, features: {features}",
+            env!("CARGO_PKG_VERSION")
+        );
+        return ExitCode::SUCCESS;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -130,10 +155,11 @@ async fn main() -> ExitCode {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    if let Err(error) = axum::serve(listener, app(&auth))
+    let served = axum::serve(listener, app(&auth))
         .with_graceful_shutdown(shutdown)
-        .await
-    {
+        .await;
+    auth.change_log().shutdown();
+    if let Err(error) = served {
         eprintln!("server error: {error}");
         return ExitCode::from(1);
     }

@@ -130,6 +130,12 @@ impl KindeConfig {
 
     /// The shared change log's configuration, if one was given.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_config(&self) -> Option<&crate::changes::RedisConfig> {
+        self.redis.as_ref()
+    }
+
+    #[cfg(feature = "redis")]
     pub(crate) fn redis(&self) -> Result<Option<crate::changes::RedisConfig>, ConfigError> {
         Ok(self.redis.clone())
     }
@@ -198,6 +204,18 @@ impl KindeConfig {
     }
 }
 
+impl KindeConfig {
+    #[cfg(feature = "redis")]
+    fn redis_debug(&self) -> Option<&crate::changes::RedisConfig> {
+        self.redis.as_ref()
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn redis_debug(&self) -> Option<()> {
+        None
+    }
+}
+
 impl fmt::Debug for KindeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KindeConfig")
@@ -209,6 +227,7 @@ impl fmt::Debug for KindeConfig {
                 "management_client_secret",
                 &self.management.as_ref().map(|_| "<redacted>"),
             )
+            .field("redis", &self.redis_debug())
             .finish()
     }
 }
@@ -281,5 +300,58 @@ mod tests {
         assert_eq!(c.jwks_url(), "https://a.kinde.com/.well-known/jwks");
         let debug = format!("{c:?}");
         assert!(debug.contains("id1") && !debug.contains("s3cr3tvalue"));
+    }
+
+    const BASE: [(&str, &str); 2] = [("KINDE_DOMAIN", "a.kinde.com"), ("KINDE_AUDIENCE", "api")];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Result<KindeConfig, ConfigError> {
+        let vars: Vec<_> = BASE.iter().chain(extra).copied().collect();
+        from(&vars)
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_settings_are_checked_and_the_password_never_shown() {
+        let c = with(&[
+            ("CLAIMCHECK_REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0"),
+            ("CLAIMCHECK_REDIS_PREFIX", "billing"),
+        ])
+        .unwrap();
+        let redis = c.redis().unwrap().unwrap();
+        assert_eq!(redis.key_prefix(), "billing");
+        let debug = format!("{c:?}");
+        assert!(
+            debug.contains("billing") && !debug.contains("hunter2"),
+            "{debug}"
+        );
+        for bad in ["127.0.0.1:6379", "http://:hunter2@host/", "redis://[::1"] {
+            let err = with(&[("CLAIMCHECK_REDIS_URL", bad)]).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("CLAIMCHECK_REDIS_URL") && !text.contains("hunter2"),
+                "{text}"
+            );
+        }
+        let spaced = with(&[
+            ("CLAIMCHECK_REDIS_URL", "redis://127.0.0.1/"),
+            ("CLAIMCHECK_REDIS_PREFIX", "my app"),
+        ]);
+        assert!(
+            spaced
+                .unwrap_err()
+                .to_string()
+                .contains("CLAIMCHECK_REDIS_PREFIX")
+        );
+        assert_eq!(
+            with(&[("CLAIMCHECK_REDIS_PREFIX", "billing")]).unwrap_err(),
+            ConfigError::Missing("CLAIMCHECK_REDIS_URL")
+        );
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn a_redis_url_without_the_feature_is_an_error_not_ignored() {
+        let err = with(&[("CLAIMCHECK_REDIS_URL", "redis://127.0.0.1/")]).unwrap_err();
+        assert!(err.to_string().contains("`redis` feature"), "{err}");
     }
 }

@@ -26,10 +26,41 @@ impl Drop for Killed {
     }
 }
 
+/// The example as built with this test's features: `target/<profile>/examples/server` is the
+/// last one built, with whichever features that build had; the hashed copies are all there.
+fn server_binary() -> PathBuf {
+    let wanted = if cfg!(feature = "redis") {
+        "features: redis"
+    } else {
+        "features: none"
+    };
+    let uplifted = example_binary("server");
+    let dir = uplifted.parent().unwrap().to_owned();
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            name.starts_with("server-") && path.extension().is_none()
+        })
+        .collect();
+    candidates
+        .sort_by_key(|path| std::cmp::Reverse(path.metadata().and_then(|m| m.modified()).ok()));
+    candidates.insert(0, uplifted);
+    candidates
+        .into_iter()
+        .find(|path| {
+            Command::new(path)
+                .arg("--version")
+                .output()
+                .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(wanted))
+        })
+        .expect("the server example is built")
+}
+
 /// Starts the example against `kinde` with `env` added; returns the process and its base URL.
 async fn start_server(kinde: &FakeKinde, env: &[(&str, &str)]) -> (Killed, String) {
-    let binary = example_binary("server");
-    assert!(binary.exists(), "{} not built", binary.display());
+    let binary = server_binary();
     let mut command = Command::new(binary);
     command
         .env_clear()
@@ -166,4 +197,61 @@ fn the_server_example_refuses_a_bad_strict_ttl() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("CLAIMCHECK_STRICT_TTL_MS"), "{stderr}");
+}
+
+/// Two processes of the example sharing one Redis (`CLAIMCHECK_REDIS_URL`): a webhook delivered
+/// to one is honoured by the other on its next request.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn two_server_processes_share_changes_through_redis() {
+    let kinde = FakeKinde::start().await;
+    let redis = claimcheck::testing::RedisServer::start().unwrap();
+    let env = [
+        ("CLAIMCHECK_REDIS_URL", redis.url()),
+        (
+            "CLAIMCHECK_REDIS_PREFIX",
+            format!("server-example-{}", std::process::id()),
+        ),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_a, a) = start_server(&kinde, &env).await;
+    let (_b, b) = start_server(&kinde, &env).await;
+    kinde.grant(DEFAULT_ORG, "kp_1", "read:reports");
+    let token = kinde
+        .user_token("kp_1")
+        .permissions(["read:reports"])
+        .issued_in(-30)
+        .sign();
+    let client = reqwest::Client::new();
+    let reports = |base: &str| {
+        client
+            .get(format!("{base}/reports"))
+            .bearer_auth(&token)
+            .send()
+    };
+    // B has replayed the (empty) log once it trusts the token's claims: no live call.
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        kinde.reset_calls();
+        assert_eq!(reports(&b).await.unwrap().status(), 200);
+        if kinde.calls(Endpoint::AccountPermissions) == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "B never caught up with the log"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    kinde.revoke(DEFAULT_ORG, "kp_1", "read:reports");
+    let delivered = kinde
+        .user_updated("kp_1")
+        .deliver(&format!("{a}/webhooks/kinde"))
+        .await;
+    assert_eq!(delivered, 200);
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while reports(&b).await.unwrap().status() != 403 {
+        assert!(std::time::Instant::now() < give_up, "B never denied");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
 }
