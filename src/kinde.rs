@@ -324,7 +324,12 @@ mod tests {
             debug.contains("billing") && !debug.contains("hunter2"),
             "{debug}"
         );
-        for bad in ["127.0.0.1:6379", "http://:hunter2@host/", "redis://[::1"] {
+        for bad in [
+            "127.0.0.1:6379",
+            "http://:hunter2@host/",
+            "redis://[::1",
+            "rediss://:hunter2@host/",
+        ] {
             let err = with(&[("CLAIMCHECK_REDIS_URL", bad)]).unwrap_err();
             let text = err.to_string();
             assert!(

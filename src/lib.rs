@@ -8,15 +8,17 @@
 //! | [`authz`] | per-route [`authz::RequirePermissionLayer`], token-trusted or strict |
 //! | [`live`] | [`live::LiveCheck`] (short-TTL, coalescing cache) and the [`live::PermissionSource`]s: Kinde's Management and Account APIs |
 //! | [`decision`] | [`decision::Decision`]: what a route decided, from which data, how old |
-//! | [`freshness`] | [`freshness::Freshness`]: "permissions changed at" watermarks per user, organization, or globally |
-//! | [`webhook`] | [`webhook::WebhookReceiver`]: verified Kinde webhooks turned into invalidations and watermarks |
+//! | [`changes`] | [`changes::Change`] records and the [`changes::ChangeLog`] every replica applies them from: in process, or Redis Streams (feature `redis`) |
+//! | [`freshness`] | [`freshness::Freshness`]: "permissions changed at" watermarks per user, organization, or globally; lock-outs; the trust gate |
+//! | [`webhook`] | [`webhook::WebhookReceiver`]: verified Kinde webhooks turned into change records |
 //! | [`jwt`] | [`Verifier`], its [`jwt::KeyStore`] and the verified-token cache |
 //! | [`claims`] | [`Claims`] with Kinde's shapes, and its axum extractor |
 //! | [`permission`] | [`Permission`], [`PermissionSet`] |
 //! | [`bearer`] | `Authorization: Bearer` parsing |
 //! | [`error`] | [`AuthError`] and the RFC 6750 / RFC 9457 answers; [`ConfigError`] |
 //! | [`kinde`] | [`kinde::KindeConfig::from_env`], and the live source it implies |
-//! | `testing` | `FakeKinde` (feature `test-util`) |
+//! | `testing` | `FakeKinde` (feature `test-util`), `RedisServer` (with `redis`) |
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -1,14 +1,17 @@
 //! [`Applier`]: the one function every replica runs for every change, its own included.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::record::{Action, Change, Target};
-use crate::freshness::{Freshness, from_unix_ms};
+use crate::freshness::{Freshness, from_unix_ms, unix_ms};
 use crate::live::LiveCheck;
 use crate::recent::Recent;
 
 /// Change ids remembered as applied.
 const APPLIED_IDS: u64 = 100_000;
+/// How far ahead of our clock a change may take effect (Kinde's clock may be ahead; a webhook's
+/// time is capped at receipt plus the verifier's leeway, at most an hour).
+const MAX_AHEAD_MS: i64 = 3_600_000;
 
 /// What applying one record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +79,11 @@ impl Applier {
 
     /// The effect, with no memory of ids: also what the conservative rule for a gap uses.
     pub(crate) fn apply_effect(&self, change: &Change) {
-        let at = from_unix_ms(change.at_ms);
+        // A change takes effect at most a little ahead of our clock (Kinde's may run ahead):
+        // a record dated in the far future, forged or mistaken, cannot distrust or lock out
+        // tokens issued long after it arrived.
+        let latest = unix_ms(SystemTime::now()).saturating_add(MAX_AHEAD_MS);
+        let at = from_unix_ms(change.at_ms.min(latest));
         let (live, freshness) = (&self.live, &self.freshness);
         match &change.target {
             Target::User(user) => {
@@ -106,13 +113,11 @@ impl Applier {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::SystemTime;
-
+mod tests_support {
     use super::*;
     use crate::live::KindeAccountApi;
 
-    fn applier() -> Applier {
+    pub(super) fn applier() -> Applier {
         let live = LiveCheck::builder(KindeAccountApi::new("https://a.kinde.com").unwrap()).build();
         Applier::new(
             "https://a.kinde.com",
@@ -122,10 +127,16 @@ mod tests {
         )
     }
 
-    fn claims(sub: &str, iat: i64) -> crate::Claims {
-        let json = format!(r#"{{"iss":"i","exp":9999999999,"sub":"{sub}","iat":{iat}}}"#);
+    pub(super) fn claims(sub: &str, iat: i64) -> crate::Claims {
+        let json = format!(r#"{{"iss":"i","exp":99999999999,"sub":"{sub}","iat":{iat}}}"#);
         crate::Claims::unverified(&json).unwrap()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
 
     #[test]
     fn each_change_applies_once_and_only_for_its_issuer() {
@@ -160,6 +171,27 @@ mod tests {
         a.apply(&Change::new(Target::Everyone, Action::LockOut, at));
         assert!(!a.freshness().is_locked_out(&claims("kp_2", now - 1)));
         assert!(a.freshness().is_stale(&claims("kp_2", now - 1)));
+    }
+}
+
+#[cfg(test)]
+mod far_future {
+    use super::tests_support::*;
+    use super::*;
+
+    #[test]
+    fn a_record_dated_in_the_far_future_cannot_lock_out_tokens_issued_after_it_arrived() {
+        let a = applier();
+        let year_3000 = from_unix_ms(32_503_680_000_000);
+        a.apply(&Change::new(
+            Target::User("kp_1".into()),
+            Action::LockOut,
+            year_3000,
+        ));
+        let now = unix_ms(SystemTime::now()) / 1000;
+        assert!(a.freshness().is_locked_out(&claims("kp_1", now)));
+        let later = now + MAX_AHEAD_MS / 1000 + 60;
+        assert!(!a.freshness().is_locked_out(&claims("kp_1", later)));
     }
 }
 

@@ -69,10 +69,18 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
-    /// A log on the Redis at `url` (`redis://[user:password@]host[:port][/db]` or `rediss://`).
+    /// A log on the Redis at `url` (`redis://[user:password@]host[:port][/db]`, or
+    /// `redis+unix:///path`; TLS (`rediss://`) is not built in: use a TLS-terminating proxy or a
+    /// private network).
     /// Nothing is connected yet: an unreachable Redis is not an error here (replicas fail safe,
     /// see the module docs); a malformed URL is, naming `CLAIMCHECK_REDIS_URL`.
     pub fn new(url: &str) -> Result<Self, ConfigError> {
+        if url.trim_start().starts_with("rediss://") {
+            return Err(ConfigError::invalid(
+                SETTING,
+                "TLS (rediss://) is not built in: use redis:// through a TLS proxy or a private network",
+            ));
+        }
         // The parser's message may quote the URL, password included: say what to write instead.
         let client = redis::Client::open(url.trim()).map_err(|_| {
             ConfigError::invalid(SETTING, "not a Redis URL (expected redis://host:port/db)")
