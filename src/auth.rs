@@ -56,10 +56,12 @@ impl Auth {
         }
     }
 
-    /// Uses `freshness` (to match a longer token lifetime, say), with the in-process change
-    /// log: call it before [`with_redis`](Self::with_redis).
+    /// Uses `freshness` (to match a longer token lifetime, say). The change log keeps its kind
+    /// (a Redis log restarts its follower on the new state, replaying the log).
     pub fn with_freshness(mut self, freshness: Freshness) -> Self {
-        self.log = ChangeLog::local(applier(&self.verifier, &self.live, &freshness));
+        self.log = self
+            .log
+            .rebind(applier(&self.verifier, &self.live, &freshness));
         self.freshness = freshness;
         self
     }
@@ -73,7 +75,6 @@ impl Auth {
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn with_redis(mut self, config: crate::changes::RedisConfig) -> Self {
-        let config = config.with_min_retention(self.freshness.max_token_lifetime());
         let applier = applier(&self.verifier, &self.live, &self.freshness);
         self.log = ChangeLog::redis(applier, config);
         self

@@ -61,4 +61,11 @@ pub mod fuzzing {
     pub fn ijson(text: &str) -> Result<(), &'static str> {
         crate::jwt::validate_object(text)
     }
+
+    /// A change record read from a shared log: `Some(its re-encoding)` when accepted.
+    pub fn change_record(text: &str) -> Option<String> {
+        crate::changes::Change::decode(text)
+            .ok()
+            .map(|c| c.encode())
+    }
 }

@@ -232,3 +232,37 @@ async fn the_follower_ends_with_the_last_user_of_the_log() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+#[tokio::test]
+async fn a_first_deployment_trusts_existing_tokens() {
+    let mut fleet = Fleet::start(1).await;
+    let token = grant_kp_1(&fleet);
+    let second = fleet.add().await;
+    let answer = second.get("/reports", &token).await;
+    assert_eq!(
+        (answer.status, answer.source.as_deref()),
+        (200, Some("token"))
+    );
+    assert_eq!(second.auth.change_log().status().gaps, 0);
+}
+
+#[tokio::test]
+async fn a_longer_freshness_set_after_redis_keeps_the_shared_log() {
+    let fleet = Fleet::start(1).await;
+    let verifier = common::warm_verifier(&fleet.kinde).await;
+    let live = common::live_for(&fleet.kinde, common::Via::Account).build();
+    let auth = claimcheck::Auth::new(verifier, live)
+        .with_redis(fleet.config())
+        .with_freshness(claimcheck::freshness::Freshness::new(
+            Duration::from_secs(48 * 3600),
+            1_000,
+        ));
+    assert_eq!(auth.change_log().status().kind, "redis");
+    let at = std::time::SystemTime::now();
+    let change = Change::new(Target::User("kp_7".into()), Action::Distrust, at);
+    fleet.a().auth.change_log().publish(change).await.unwrap();
+    until("the rebound follower applies it", || {
+        auth.freshness().user_watermark("kp_7").is_some()
+    })
+    .await;
+}

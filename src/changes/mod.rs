@@ -139,10 +139,22 @@ impl ChangeLog {
     /// The Redis Streams log; starts its follower (needs a Tokio runtime).
     #[cfg(feature = "redis")]
     pub(crate) fn redis(applier: Applier, config: RedisConfig) -> Self {
+        // The log is the state a new replica replays: it must cover every token lifetime.
+        let config = config.with_min_retention(applier.freshness().max_token_lifetime());
         let applier = Arc::new(applier);
         let backend = Backend::Redis(redis::RedisLog::start(applier.clone(), config));
         Self {
             inner: Arc::new(Inner { applier, backend }),
+        }
+    }
+
+    /// The same kind of log (and, for Redis, the same configuration), applying to `applier`:
+    /// the old follower, if any, ends when the last clone of `self` is dropped.
+    pub(crate) fn rebind(&self, applier: Applier) -> Self {
+        match &self.inner.backend {
+            Backend::Local => Self::local(applier),
+            #[cfg(feature = "redis")]
+            Backend::Redis(log) => Self::redis(applier, log.config().clone()),
         }
     }
 

@@ -310,6 +310,10 @@ impl RedisLog {
         self.shared.outbox.push(change);
     }
 
+    pub(crate) fn config(&self) -> &RedisConfig {
+        &self.shared.config
+    }
+
     pub(crate) fn status(&self) -> LogStatus {
         let s = &self.shared;
         LogStatus {
