@@ -194,14 +194,3 @@ mod far_future {
         assert!(!a.freshness().is_locked_out(&claims("kp_1", later)));
     }
 }
-
-#[cfg(test)]
-mod compat {
-    /// 0.2's `freshness::Change` still names the targets of `Auth::mark_changed`.
-    #[test]
-    #[allow(deprecated)]
-    fn the_old_name_still_works() {
-        let old: crate::freshness::Change = crate::freshness::Change::User("kp_1".into());
-        assert_eq!(old, super::Target::User("kp_1".into()));
-    }
-}

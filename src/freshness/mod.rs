@@ -51,10 +51,6 @@ const NONE: i64 = i64::MIN;
 
 type Marks = Recent<Box<str>, i64>;
 
-/// Who a change concerns: the old name of [`changes::Target`](crate::changes::Target).
-#[deprecated(since = "0.3.0", note = "use `claimcheck::changes::Target`")]
-pub type Change = crate::changes::Target;
-
 /// Why claims may or may not be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Staleness {
