@@ -217,6 +217,7 @@ fn applier(verifier: &Verifier, live: &LiveCheck, freshness: &Freshness) -> Appl
         verifier.issuer(),
         live.clone(),
         freshness.clone(),
+        verifier.leeway(),
         APPLIED_MEMORY,
     )
 }

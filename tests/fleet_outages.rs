@@ -52,7 +52,12 @@ async fn redis_stopped_the_receiver_answers_503_applies_here_and_the_redelivery_
 
     fleet.redis.restart().unwrap();
     assert_eq!(event.deliver(&a.webhook_url()).await, 200, "redelivered");
-    until("B and C catch up", || b.caught_up() && c.caught_up()).await;
+    until("B and C apply it", || {
+        [b, c]
+            .iter()
+            .all(|r| r.auth.freshness().user_watermark("kp_1").is_some())
+    })
+    .await;
     for replica in [b, c] {
         let denied = replica.get("/reports", &token).await;
         assert_eq!(

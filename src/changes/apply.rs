@@ -9,9 +9,6 @@ use crate::recent::Recent;
 
 /// Change ids remembered as applied.
 const APPLIED_IDS: u64 = 100_000;
-/// How far ahead of our clock a change may take effect (Kinde's clock may be ahead; a webhook's
-/// time is capped at receipt plus the verifier's leeway, at most an hour).
-const MAX_AHEAD_MS: i64 = 3_600_000;
 
 /// What applying one record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,22 +32,29 @@ pub(crate) struct Applier {
     issuer: Box<str>,
     live: LiveCheck,
     freshness: Freshness,
-    applied: Recent<Box<str>, ()>,
+    /// How far ahead of our clock a change may take effect, in ms: the verifier's leeway (a
+    /// webhook's time is capped at receipt plus the leeway, since Kinde's clock may be ahead).
+    max_ahead_ms: i64,
+    /// Ids of applied changes, with what each did: a record reusing an id for another effect
+    /// (forged, say) is applied, not taken for the first.
+    applied: Recent<Box<str>, u64>,
 }
 
 impl Applier {
-    /// Applies to `live` and `freshness`, for tokens of `issuer`; ids are remembered for
-    /// `memory` (at least as long as a webhook can be redelivered).
+    /// Applies to `live` and `freshness`, for tokens of `issuer` verified with `leeway`; ids
+    /// are remembered for `memory` (at least as long as a webhook can be redelivered).
     pub(crate) fn new(
         issuer: &str,
         live: LiveCheck,
         freshness: Freshness,
+        leeway: Duration,
         memory: Duration,
     ) -> Self {
         Self {
             issuer: issuer.into(),
             live,
             freshness,
+            max_ahead_ms: i64::try_from(leeway.as_millis()).unwrap_or(i64::MAX),
             applied: Recent::new(APPLIED_IDS, memory),
         }
     }
@@ -70,19 +74,22 @@ impl Applier {
         if !change.issuer.is_empty() && *change.issuer != *self.issuer {
             return Applied::Elsewhere;
         }
-        if !self.applied.insert_new(change.id.clone(), ()) {
+        let fingerprint = change.fingerprint();
+        if self.applied.get(&*change.id) == Some(fingerprint) {
             return Applied::Before;
         }
+        // Two threads applying one record at once may both apply it: harmless (idempotent).
+        self.applied.upsert(change.id.clone(), |_| fingerprint);
         self.apply_effect(change);
         Applied::Now
     }
 
     /// The effect, with no memory of ids: also what the conservative rule for a gap uses.
     pub(crate) fn apply_effect(&self, change: &Change) {
-        // A change takes effect at most a little ahead of our clock (Kinde's may run ahead):
+        // A change takes effect at most the leeway ahead of our clock (Kinde's may run ahead):
         // a record dated in the far future, forged or mistaken, cannot distrust or lock out
-        // tokens issued long after it arrived.
-        let latest = unix_ms(SystemTime::now()).saturating_add(MAX_AHEAD_MS);
+        // tokens issued after it arrived (beyond what the leeway lets through anyway).
+        let latest = unix_ms(SystemTime::now()).saturating_add(self.max_ahead_ms);
         let at = from_unix_ms(change.at_ms.min(latest));
         let (live, freshness) = (&self.live, &self.freshness);
         match &change.target {
@@ -123,6 +130,7 @@ mod tests_support {
             "https://a.kinde.com",
             live,
             Freshness::default(),
+            Duration::from_secs(30),
             Duration::from_secs(60),
         )
     }
@@ -190,7 +198,7 @@ mod far_future {
         ));
         let now = unix_ms(SystemTime::now()) / 1000;
         assert!(a.freshness().is_locked_out(&claims("kp_1", now)));
-        let later = now + MAX_AHEAD_MS / 1000 + 60;
+        let later = now + 31;
         assert!(!a.freshness().is_locked_out(&claims("kp_1", later)));
     }
 }

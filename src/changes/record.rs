@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
@@ -14,7 +14,7 @@ use crate::freshness::{from_unix_ms, unix_ms};
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) const MAX_FIELD_BYTES: usize = 1024;
 /// Longest encoded record accepted from a shared log.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "redis", feature = "fuzzing")), allow(dead_code))]
 pub(crate) const MAX_RECORD_BYTES: usize = 8 * 1024;
 
 /// Who a change concerns.
@@ -67,9 +67,11 @@ pub enum Origin {
 /// let change = Change::new(Target::User("kp_123".into()), Action::Distrust, SystemTime::now());
 /// assert_eq!(change.action(), Action::Distrust);
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Change {
     pub(crate) id: Box<str>,
+    /// The key under which a shared log remembers this change was appended (not on the wire).
+    pub(crate) dedupe: Option<Box<str>>,
     pub(crate) issuer: Box<str>,
     pub(crate) target: Target,
     pub(crate) action: Action,
@@ -87,6 +89,7 @@ impl Change {
         };
         Self {
             id: unique_id().into(),
+            dedupe: None,
             issuer: "".into(),
             target,
             action,
@@ -99,19 +102,29 @@ impl Change {
     /// redeliveries of one event are one change, on every replica.
     pub(crate) fn for_webhook(mut self, event_id: &str) -> Self {
         self.id = format!("webhook:{event_id}").into();
+        self.dedupe = Some(self.id.clone());
         self.origin = Origin::Webhook(event_id.to_owned());
         self
     }
 
     /// The conservative answer to a loss: every older token distrusted, every live entry
-    /// dropped. `key` names the loss, so replicas that find the same one append one record.
+    /// dropped. `key` names the loss (issuer included), so replicas that find the same one
+    /// append one record; the record's own id is unique, so no record written in advance can
+    /// pass for it.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn loss(key: &str, at: SystemTime) -> Self {
         Self {
-            id: format!("loss:{key}").into(),
+            dedupe: Some(format!("loss:{key}").into()),
             origin: Origin::Loss,
             ..Self::new(Target::Everyone, Action::Distrust, at)
         }
+    }
+
+    /// What the change does, for telling two records with one id apart.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&self.issuer, &self.target, self.action, self.at_ms).hash(&mut hasher);
+        hasher.finish()
     }
 
     /// Stamps the issuer whose tokens this change concerns.
@@ -149,10 +162,7 @@ impl Change {
     /// replicas receiving one webhook append it once.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn dedupe_key(&self) -> Option<&str> {
-        match self.origin {
-            Origin::Webhook(_) | Origin::Loss => Some(&self.id),
-            Origin::App => None,
-        }
+        self.dedupe.as_deref()
     }
 
     /// The wire form: compact JSON.
@@ -229,6 +239,7 @@ impl Change {
             _ => return Err("unknown record origin"),
         };
         Ok(Self {
+            dedupe: None,
             id: wire.id.as_ref().into(),
             issuer: wire.iss.as_ref().into(),
             target,
@@ -238,6 +249,29 @@ impl Change {
         })
     }
 }
+
+/// Two changes are equal when their wire forms are (the dedupe key is local).
+impl PartialEq for Change {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.id,
+            &self.issuer,
+            &self.target,
+            self.action,
+            self.at_ms,
+            &self.origin,
+        ) == (
+            &other.id,
+            &other.issuer,
+            &other.target,
+            other.action,
+            other.at_ms,
+            &other.origin,
+        )
+    }
+}
+
+impl Eq for Change {}
 
 impl fmt::Debug for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

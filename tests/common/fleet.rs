@@ -65,6 +65,8 @@ pub struct Fleet {
     pub budget: Option<u32>,
     /// Redis replicas that must acknowledge each append, for replicas added from now on.
     pub replica_acks: u32,
+    /// How long replicas added from now on wait in a young epoch (0 here: tests start fresh).
+    pub new_epoch_grace: Duration,
 }
 
 static PREFIXES: AtomicU64 = AtomicU64::new(0);
@@ -88,6 +90,7 @@ impl Fleet {
             lifetime: None,
             budget: None,
             replica_acks: 0,
+            new_epoch_grace: Duration::ZERO,
         };
         for _ in 0..n {
             fleet.add().await;
@@ -103,6 +106,7 @@ impl Fleet {
             .cut_off_after(self.cut_off)
             .append_timeout(Duration::from_secs(1))
             .replica_acks(self.replica_acks)
+            .new_epoch_grace(self.new_epoch_grace)
     }
 
     /// A replica that has not necessarily caught up (Redis may be down).

@@ -8,32 +8,24 @@ use std::time::{Duration, SystemTime};
 use redis::AsyncCommands;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamId as Entry, StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamReadOptions, StreamReadReply};
 
-use super::script::{self, Position, StreamId};
+use super::script::{self, Entry, Position, StreamId};
 use super::{DEDUPE_FOR, Shared};
 use crate::changes::apply::Applied;
 use crate::changes::record::Change;
 
-/// Entries read per call.
-const BATCH: usize = 1_000;
+/// Entries read per call (the replay also stops at about a megabyte per call).
+const BATCH: usize = 100;
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 const LAST_RETRY: Duration = Duration::from_secs(1);
 
-/// What the follower has read: the epoch of the log and the last entry id it applied.
+/// What the follower has read: the log's epoch, the last entry id and the last entry number.
 #[derive(Debug, Default)]
 struct Read {
     epoch: Option<String>,
     last: Option<StreamId>,
-}
-
-/// Why changes may have been lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gap {
-    /// The log was reset (Redis restarted empty, or its keys were deleted).
-    Reset,
-    /// Entries after our position were trimmed before we read them.
-    Trimmed,
+    number: Option<u64>,
 }
 
 /// Follows the log until the task is aborted: connect, check for gaps, catch up, then block
@@ -43,7 +35,6 @@ pub(super) async fn follow(shared: Arc<Shared>) {
     let mut retry = FIRST_RETRY;
     loop {
         let error = session(&shared, &mut read, &mut retry).await;
-        shared.caught_up.store(false, Ordering::Release);
         tracing::debug!(target: "claimcheck::changes", %error, "change log follower reconnecting");
         tokio::time::sleep(retry).await;
         retry = (retry * 2).min(LAST_RETRY);
@@ -82,18 +73,26 @@ async fn session(shared: &Shared, read: &mut Read, retry: &mut Duration) -> redi
             Err(error) => return error,
         };
         shared.touch();
-        let entries = reply.map_or(Vec::new(), |r| {
-            r.keys.into_iter().flat_map(|k| k.ids).collect::<Vec<_>>()
+        let entries: Vec<Entry> = reply.map_or(Vec::new(), |reply| {
+            let ids = reply.keys.into_iter().flat_map(|key| key.ids);
+            ids.map(|id| script::entry(id.id, &id.map)).collect()
         });
         apply(shared, read, &entries);
-        if entries.len() < BATCH {
+        if entries.is_empty() {
+            // Idle: check the position as after a reconnect (O(1)). A stream started over
+            // under a blocked reader (its ids now below our last id) is otherwise never seen.
+            if let Err(error) = catch_up(shared, read, &mut conn).await {
+                return error;
+            }
+        } else if entries.len() < BATCH {
             open_gate(shared);
         }
     }
 }
 
-/// Checks the log's epoch and trim point against what was read, handles a gap, then reads
-/// everything after the last id (the whole retained log at start).
+/// Checks the log's epoch against what was read (a different one: Redis lost the log), reads
+/// everything after the last id (the whole retained log at start), and checks that no entry
+/// numbered before it asked is missing.
 async fn catch_up(
     shared: &Shared,
     read: &mut Read,
@@ -101,95 +100,119 @@ async fn catch_up(
 ) -> redis::RedisResult<()> {
     let position = script::position(conn, &shared.keys).await?;
     shared.touch();
-    if let Some(gap) = gap(read, &position) {
-        conservative(shared, read, gap, conn).await;
-        if gap == Gap::Reset {
-            read.last = None;
-        }
+    let reset = read
+        .epoch
+        .as_ref()
+        .is_some_and(|epoch| *epoch != position.epoch)
+        || read.last.is_some_and(|last| position.last_generated < last);
+    if reset {
+        lost_log(shared, read, &position, conn).await;
+        *read = Read::default();
+    } else if read.epoch.is_none() {
+        // A replica that starts trusts what the log retains; in an epoch that has just begun,
+        // not before replicas that saw the previous one vanish have had time to say so.
+        let age =
+            Duration::from_millis(u64::try_from(position.now_ms - position.since_ms).unwrap_or(0));
+        shared.hold_gate_for(shared.config.new_epoch_grace.saturating_sub(age));
     }
-    read.epoch = Some(position.epoch);
+    read.epoch = Some(position.epoch.clone());
     loop {
-        let start = read.last.map_or_else(|| "-".to_owned(), StreamId::after);
-        let reply: StreamRangeReply = conn
-            .xrange_count(&shared.keys.stream, start, "+", BATCH)
-            .await?;
+        let entries = script::read(conn, &shared.keys, read.last, BATCH).await?;
         shared.touch();
-        apply(shared, read, &reply.ids);
-        if reply.ids.len() < BATCH {
+        apply(shared, read, &entries);
+        if entries.is_empty() {
             break;
         }
+    }
+    // Entries numbered before we asked and not read: deleted or trimmed by someone else (after
+    // a reset, already counted).
+    if read.number.unwrap_or(0) < position.numbered {
+        let recent = position.now_ms - position.last_append_ms < retention_ms(shared);
+        if recent && !reset {
+            conservative(shared, Gap::Missing);
+        }
+        read.number = Some(position.numbered);
     }
     read.last.get_or_insert_default();
     open_gate(shared);
     Ok(())
 }
 
-/// What the position says about changes between our last id and now.
-fn gap(read: &Read, position: &Position) -> Option<Gap> {
-    let (Some(epoch), Some(last)) = (&read.epoch, read.last) else {
-        // A replica that starts has no position: it trusts what the log retains.
-        return None;
-    };
-    if *epoch != position.epoch
-        || (!position.exists && !last.is_zero())
-        || position.last_generated < last
-    {
-        Some(Gap::Reset)
-    } else if position.max_deleted > last {
-        Some(Gap::Trimmed)
-    } else {
-        None
-    }
+fn retention_ms(shared: &Shared) -> i64 {
+    i64::try_from(shared.config.retention.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The conservative rule: drop every live entry and distrust every token issued before now.
-/// For a reset, the loss is also appended to the new log (once, whoever finds it first), so a
-/// replica started later does not trust those tokens either.
-async fn conservative(shared: &Shared, read: &Read, gap: Gap, conn: &mut MultiplexedConnection) {
+/// Why changes may have been lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gap {
+    /// The log was reset (Redis restarted empty, or its epoch was deleted).
+    Reset,
+    /// Entries appended within the retention were deleted or trimmed before we read them.
+    Missing,
+}
+
+/// The conservative rule, on this replica: drop every live entry and distrust every token
+/// issued before now. Not subject to the memory of applied ids: every loss counts.
+fn conservative(shared: &Shared, gap: Gap) -> Change {
     shared.gaps.fetch_add(1, Ordering::Relaxed);
-    let old = read.epoch.as_deref().unwrap_or_default();
-    let last = read.last.unwrap_or_default();
-    let key = match gap {
-        Gap::Reset => format!("reset:{old}"),
-        Gap::Trimmed => format!("trim:{old}:{last}"),
-    };
     tracing::warn!(
         target: "claimcheck::changes",
         ?gap,
-        last_read = %last,
         "changes may have been lost: every live entry dropped, every older token distrusted"
     );
-    let change = Change::loss(&key, SystemTime::now()).for_issuer(shared.applier.issuer());
-    shared.applier.apply(&change);
-    if gap == Gap::Reset {
-        let append = script::append(
-            conn,
-            &shared.keys,
-            &change,
-            shared.config.retention,
-            DEDUPE_FOR,
-        );
-        if append.await.is_err() {
-            shared.outbox.push(change);
-        }
+    let issuer = shared.applier.issuer();
+    let key = format!("{issuer}:{gap:?}");
+    let change = Change::loss(&key, SystemTime::now()).for_issuer(issuer);
+    shared.applier.apply_effect(&change);
+    change
+}
+
+/// A reset: the conservative rule here, and the loss recorded in the new log (once per issuer
+/// and lost state, whoever finds it first; replicas that find it at different points may each
+/// record it, which is harmless) so that replicas started later distrust those tokens too.
+async fn lost_log(
+    shared: &Shared,
+    read: &Read,
+    position: &Position,
+    conn: &mut MultiplexedConnection,
+) {
+    let mut change = conservative(shared, Gap::Reset);
+    let old = read.epoch.as_deref().unwrap_or_default();
+    let (issuer, new, numbered) = (shared.applier.issuer(), &position.epoch, position.numbered);
+    change.dedupe = Some(format!("loss:{issuer}:reset:{old}:{new}:{numbered}").into());
+    let append = script::append(
+        conn,
+        &shared.keys,
+        &change,
+        shared.config.retention,
+        DEDUPE_FOR,
+    );
+    if append.await.is_err() {
+        shared.outbox.push(change);
     }
 }
 
-/// Applies entries in order, remembering the last id.
+/// Applies entries in order, remembering the last id and number; a number that skips ahead
+/// means entries were deleted under us.
 fn apply(shared: &Shared, read: &mut Read, entries: &[Entry]) {
     for entry in entries {
         if let Some(id) = StreamId::parse(&entry.id) {
             read.last = Some(id);
         }
-        let (text, _epoch) = script::fields(&entry.map);
-        match text.as_deref().map(Change::decode) {
-            Some(Ok(change)) => {
+        if let Some(number) = entry.number {
+            if read.number.is_some_and(|last| number > last + 1) {
+                conservative(shared, Gap::Missing);
+            }
+            read.number = Some(read.number.map_or(number, |last| last.max(number)));
+        }
+        let record = std::str::from_utf8(&entry.record).map_err(|_| "record is not UTF-8");
+        match record.and_then(Change::decode) {
+            Ok(change) => {
                 if shared.applier.apply(&change) == Applied::Now {
                     shared.applied.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Some(Err(reason)) => skip(shared, &entry.id, reason),
-            None => skip(shared, &entry.id, "entry has no record"),
+            Err(reason) => skip(shared, &entry.id, reason),
         }
     }
 }
@@ -199,12 +222,12 @@ fn skip(shared: &Shared, id: &str, reason: &str) {
     tracing::warn!(target: "claimcheck::changes", entry = id, reason, "change log entry skipped");
 }
 
-/// Caught up and in contact: claims may be trusted again.
+/// Caught up and in contact: claims may be trusted again (unless held, see
+/// [`Shared::hold_gate_for`]).
 fn open_gate(shared: &Shared) {
-    if shared.stopped.load(Ordering::Acquire) {
+    if shared.stopped.load(Ordering::Acquire) || shared.gate_held() {
         return;
     }
-    shared.caught_up.store(true, Ordering::Release);
     let freshness = shared.applier.freshness();
     if !freshness.is_trusting() {
         freshness.set_trusting(true);
@@ -222,7 +245,6 @@ pub(super) async fn watch(shared: Arc<Shared>) {
         let freshness = shared.applier.freshness();
         if silent > bound && freshness.is_trusting() {
             freshness.set_trusting(false);
-            shared.caught_up.store(false, Ordering::Release);
             tracing::warn!(
                 target: "claimcheck::changes",
                 silent_ms = u64::try_from(silent.as_millis()).unwrap_or(u64::MAX),

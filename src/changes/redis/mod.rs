@@ -43,8 +43,12 @@ const DEFAULT_PREFIX: &str = "claimcheck";
 const DEFAULT_RETENTION: Duration = Duration::from_secs(25 * 3600);
 const DEFAULT_CUT_OFF: Duration = Duration::from_secs(5);
 const DEFAULT_APPEND_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a webhook's event id is remembered in Redis: past Kinde's retries (36 h).
-const DEDUPE_FOR: Duration = Duration::from_secs(49 * 3600);
+/// Longer than a follower's longest reconnect pause (1 s) plus a connect and a check.
+const DEFAULT_NEW_EPOCH_GRACE: Duration = Duration::from_secs(3);
+/// How long a webhook's event id is remembered in Redis: past the longest age window a
+/// receiver accepts (30 days, `WebhookReceiver::max_age`), so no delivery it accepts can be
+/// appended twice. One small key per event.
+const DEDUPE_FOR: Duration = Duration::from_secs(31 * 24 * 3600);
 
 /// Where the shared change log lives, and how it is followed. Build with [`RedisConfig::new`];
 /// give it to [`Auth::with_redis`](crate::Auth::with_redis).
@@ -66,6 +70,7 @@ pub struct RedisConfig {
     cut_off_after: Duration,
     append_timeout: Duration,
     replica_acks: u32,
+    new_epoch_grace: Duration,
 }
 
 impl RedisConfig {
@@ -92,6 +97,7 @@ impl RedisConfig {
             cut_off_after: DEFAULT_CUT_OFF,
             append_timeout: DEFAULT_APPEND_TIMEOUT,
             replica_acks: 0,
+            new_epoch_grace: DEFAULT_NEW_EPOCH_GRACE,
         })
     }
 
@@ -139,6 +145,15 @@ impl RedisConfig {
         self
     }
 
+    /// How long a replica that starts in a log whose epoch has just begun (Redis restarted
+    /// empty, or a first deployment) waits before trusting claims (default 3 s): replicas that
+    /// were running when the previous log vanished reconnect within about a second and record
+    /// the loss, which this replica must read first. Token-trusted routes decide live meanwhile.
+    pub fn new_epoch_grace(mut self, grace: Duration) -> Self {
+        self.new_epoch_grace = grace;
+        self
+    }
+
     /// The key prefix.
     pub fn key_prefix(&self) -> &str {
         &self.prefix
@@ -178,7 +193,8 @@ struct Shared {
     /// When the follower last heard from Redis (ms since `started`).
     last_contact_ms: AtomicU64,
     started: Instant,
-    caught_up: AtomicBool,
+    /// Until when (ms since `started`) the trust gate stays closed whatever the follower reads.
+    held_until_ms: AtomicU64,
     stopped: AtomicBool,
     gaps: AtomicU64,
     applied: AtomicU64,
@@ -192,6 +208,18 @@ impl Shared {
 
     fn touch(&self) {
         self.last_contact_ms.store(self.now_ms(), Ordering::Release);
+    }
+
+    /// Keeps the trust gate closed for `hold` from now.
+    fn hold_gate_for(&self, hold: Duration) {
+        let until = self
+            .now_ms()
+            .saturating_add(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX));
+        self.held_until_ms.fetch_max(until, Ordering::AcqRel);
+    }
+
+    fn gate_held(&self) -> bool {
+        self.now_ms() < self.held_until_ms.load(Ordering::Acquire)
     }
 
     fn silent_for(&self) -> Duration {
@@ -225,7 +253,7 @@ impl RedisLog {
             outbox: Outbox::new(),
             last_contact_ms: AtomicU64::new(0),
             started: Instant::now(),
-            caught_up: AtomicBool::new(false),
+            held_until_ms: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             gaps: AtomicU64::new(0),
             applied: AtomicU64::new(0),
@@ -305,8 +333,13 @@ impl RedisLog {
         }
     }
 
-    /// Keeps `change` (already applied here) for the writer to append.
+    /// Keeps `change` (already applied here) for the writer to append; after
+    /// [`shutdown`](Self::shutdown) nothing appends any more, so it is only applied here.
     pub(crate) fn enqueue(&self, change: Change) {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            tracing::warn!(target: "claimcheck::changes", "change log shut down: change applied on this replica only");
+            return;
+        }
         self.shared.outbox.push(change);
     }
 
@@ -318,7 +351,8 @@ impl RedisLog {
         let s = &self.shared;
         LogStatus {
             kind: "redis",
-            caught_up: s.caught_up.load(Ordering::Acquire) && s.applier.freshness().is_trusting(),
+            // What token-trusted routes go by: the trust gate.
+            caught_up: s.applier.freshness().is_trusting(),
             gaps: s.gaps.load(Ordering::Relaxed),
             applied: s.applied.load(Ordering::Relaxed),
             skipped: s.skipped.load(Ordering::Relaxed),

@@ -15,8 +15,12 @@ use tokio::sync::Notify;
 use super::{DEDUPE_FOR, Shared, script};
 use crate::changes::record::{Action, Change, Target};
 
-/// Changes held at most; beyond that they collapse into one "distrust everyone" record.
+/// Changes held before the ones that are not lock-outs collapse into one "distrust everyone"
+/// record.
 const CAPACITY: usize = 10_000;
+/// Lock-outs held at most (each is small); beyond that the oldest collapse too, a lock-out
+/// then becoming a live decision for those tokens.
+const LOCK_OUT_CAPACITY: usize = 100_000;
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 const LAST_RETRY: Duration = Duration::from_secs(2);
 
@@ -33,22 +37,26 @@ impl Outbox {
         }
     }
 
-    /// Keeps `change` for the writer. When full, everything held collapses into one record
-    /// that distrusts every token issued up to the latest of them: coarser, never weaker for
-    /// trust (a lock-out becomes a live decision), and bounded.
+    /// Keeps `change` for the writer. When full, every held change that is not a lock-out
+    /// collapses into one record that distrusts every token issued up to the latest of them:
+    /// coarser, never weaker for those tokens, and bounded. Lock-outs (which refuse rather than
+    /// decide live) are kept, up to a larger bound.
     pub(super) fn push(&self, change: Change) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         if queue.len() >= CAPACITY {
+            let lock_outs = queue.iter().filter(|c| c.action == Action::LockOut).count();
+            let keep = if lock_outs >= LOCK_OUT_CAPACITY {
+                |_: &Change| false
+            } else {
+                |c: &Change| c.action == Action::LockOut
+            };
             let latest = queue.iter().map(|c| c.at_ms).max().unwrap_or(change.at_ms);
             let issuer = change.issuer.clone();
-            queue.clear();
-            let collapsed = Change::new(
-                Target::Everyone,
-                Action::Distrust,
-                crate::freshness::from_unix_ms(latest.max(change.at_ms)),
-            );
-            queue.push_back(collapsed.for_issuer(&issuer));
-            tracing::warn!(target: "claimcheck::changes", capacity = CAPACITY, "outbox full: held changes collapsed into one that distrusts every older token");
+            queue.retain(keep);
+            let at = crate::freshness::from_unix_ms(latest.max(change.at_ms));
+            let collapsed = Change::new(Target::Everyone, Action::Distrust, at);
+            queue.push_front(collapsed.for_issuer(&issuer));
+            tracing::warn!(target: "claimcheck::changes", capacity = CAPACITY, kept = queue.len(), "outbox full: held changes collapsed into one that distrusts every older token");
         }
         queue.push_back(change);
         drop(queue);
@@ -83,6 +91,7 @@ impl Outbox {
 /// not answer; sleeps until the next change arrives.
 pub(super) async fn drain(shared: Arc<Shared>, mut conn: ConnectionManager) {
     let mut retry = FIRST_RETRY;
+    let mut failing = false;
     loop {
         let Some(change) = shared.outbox.front() else {
             shared.outbox.ready.notified().await;
@@ -99,11 +108,20 @@ pub(super) async fn drain(shared: Arc<Shared>, mut conn: ConnectionManager) {
             Ok(Ok(_)) => {
                 shared.outbox.done(&change);
                 retry = FIRST_RETRY;
+                failing = false;
                 if shared.outbox.len() == 0 {
                     tracing::info!(target: "claimcheck::changes", "outbox appended to the change log");
                 }
             }
-            _ => {
+            failed => {
+                if !failing {
+                    let error = match failed {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => "timed out".to_owned(),
+                    };
+                    tracing::warn!(target: "claimcheck::changes", %error, held = shared.outbox.len(), "cannot append the outbox to the change log; retrying");
+                    failing = true;
+                }
                 tokio::time::sleep(retry).await;
                 retry = (retry * 2).min(LAST_RETRY);
             }
