@@ -207,12 +207,7 @@ async fn an_unreachable_redis_at_start_is_not_an_error_and_claims_wait_for_the_r
 #[tokio::test]
 async fn the_follower_ends_with_the_last_user_of_the_log() {
     let mut fleet = Fleet::start(1).await;
-    let mut conn = fleet
-        .redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = fleet.admin().await;
     async fn followers(conn: &mut redis::aio::MultiplexedConnection) -> usize {
         let list: String = redis::cmd("CLIENT")
             .arg("LIST")

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use claimcheck::changes::{Action, Change, Target};
 use claimcheck::testing::DEFAULT_ORG;
-use common::fleet::{Fleet, Replica, until};
+use common::fleet::{Fleet, Replica, followers, kill_client, until};
 use redis::aio::MultiplexedConnection;
 
 fn now_ms() -> i64 {
@@ -28,50 +28,9 @@ fn token_at(fleet: &Fleet, iat: i64) -> String {
         .sign()
 }
 
-async fn admin(fleet: &Fleet) -> MultiplexedConnection {
-    fleet
-        .redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-/// Client ids of the followers blocked in XREAD, oldest connection first.
-async fn xreaders(admin: &mut MultiplexedConnection) -> Vec<u64> {
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query_async(admin)
-        .await
-        .unwrap();
-    let mut ids: Vec<u64> = list
-        .lines()
-        .filter(|l| l.contains("cmd=xread"))
-        .map(|l| {
-            l.split(' ')
-                .find_map(|f| f.strip_prefix("id="))
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
-    ids.sort();
-    ids
-}
-
-async fn kill(admin: &mut MultiplexedConnection, id: u64) {
-    let _: redis::Value = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(id)
-        .query_async(admin)
-        .await
-        .unwrap();
-}
-
 async fn kill_all_followers(admin: &mut MultiplexedConnection) {
-    for id in xreaders(admin).await {
-        kill(admin, id).await;
+    for id in followers(admin).await {
+        kill_client(admin, id).await;
     }
 }
 
@@ -98,11 +57,11 @@ async fn connected(admin: &mut MultiplexedConnection) -> usize {
 /// `reopen` is called: B is "disconnected" while A keeps its connections.
 async fn cut_b(admin: &mut MultiplexedConnection) {
     // A's append connection must exist before the door closes.
-    let before = xreaders(admin).await;
+    let before = followers(admin).await;
     assert_eq!(before.len(), 2, "two followers");
     let n = connected(admin).await;
     set_maxclients(admin, n - 1).await;
-    kill(admin, *before.last().unwrap()).await;
+    kill_client(admin, *before.last().unwrap()).await;
 }
 
 async fn reopen(admin: &mut MultiplexedConnection) {
@@ -138,7 +97,7 @@ async fn xtrim_past_a_disconnected_follower_is_found() {
     warm_a(&fleet).await;
     until("B read warm-up", || b.applied() >= 1).await;
 
-    let mut admin = admin(&fleet).await;
+    let mut admin = fleet.admin().await;
     cut_b(&mut admin).await;
     // A: kp_1's permissions changed (acknowledged), then an unrelated change.
     publish(a, Target::User("kp_1".into()), Action::Distrust).await;
@@ -180,7 +139,7 @@ async fn a_deleted_and_recreated_stream_is_found() {
     warm_a(&fleet).await;
     until("B read warm-up", || b.applied() >= 1).await;
 
-    let mut admin = admin(&fleet).await;
+    let mut admin = fleet.admin().await;
     cut_b(&mut admin).await;
     publish(a, Target::User("kp_1".into()), Action::Distrust).await;
     let _: i64 = redis::cmd("DEL")
@@ -226,7 +185,7 @@ async fn a_second_reset_under_one_epoch_distrusts_older_tokens() {
     let b = &fleet.replicas[1];
     warm_a(&fleet).await;
     until("B read warm-up", || b.applied() >= 1).await;
-    let mut admin = admin(&fleet).await;
+    let mut admin = fleet.admin().await;
     let stream = format!("{}:log", fleet.prefix);
     let lose_stream = |admin: &mut MultiplexedConnection| {
         let stream = stream.clone();
@@ -281,7 +240,7 @@ async fn a_forged_record_cannot_disarm_the_reset_rule() {
     let token = token_at(&fleet, now_ms() / 1000 - 30);
     warm_a(&fleet).await;
     until("B read warm-up", || b.applied() >= 1).await;
-    let mut admin = admin(&fleet).await;
+    let mut admin = fleet.admin().await;
     let epoch: String = redis::cmd("HGET")
         .arg(format!("{}:epoch", fleet.prefix))
         .arg("id")
@@ -335,7 +294,7 @@ async fn two_replicas_finding_one_reset_append_one_loss_record() {
         until("reset found", || r.auth.change_log().status().gaps == 1).await;
         until("caught up", || r.caught_up()).await;
     }
-    let mut admin = admin(&fleet).await;
+    let mut admin = fleet.admin().await;
     let entries: Vec<redis::streams::StreamId> = {
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(format!("{}:log", fleet.prefix))

@@ -28,12 +28,7 @@ async fn huge_entries_are_skipped_with_bounded_memory() {
     let fleet = Fleet::start(2).await;
     let (a, b) = (&fleet.replicas[0], &fleet.replicas[1]);
     let stream = format!("{}:log", fleet.prefix);
-    let mut admin = fleet
-        .redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut admin = fleet.admin().await;
     let blob = vec![b'x'; 4 << 20];
     let before = vm_hwm_mb();
     let n: usize = std::env::var("HUGE_ENTRIES")

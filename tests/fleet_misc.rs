@@ -227,12 +227,7 @@ async fn two_issuers_on_one_prefix_each_get_their_loss_record() {
         fleet.a().caught_up() && other.change_log().status().caught_up
     })
     .await;
-    let mut admin = fleet
-        .redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut admin = fleet.admin().await;
     let has = |losses: &[String], iss: &str| {
         losses
             .iter()

@@ -8,18 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use claimcheck::changes::{Action, Change, Target};
 use claimcheck::testing::DEFAULT_ORG;
-use common::fleet::{Fleet, until};
-
-fn grant(fleet: &Fleet, user: &str) -> String {
-    fleet.kinde.grant(DEFAULT_ORG, user, "create:payments");
-    fleet.kinde.grant(DEFAULT_ORG, user, "read:reports");
-    fleet
-        .kinde
-        .user_token(user)
-        .permissions(["create:payments", "read:reports"])
-        .issued_in(-30)
-        .sign()
-}
+use common::fleet::{Fleet, burst, followers, kill_client, until};
 
 #[tokio::test]
 async fn redis_stopped_the_receiver_answers_503_applies_here_and_the_redelivery_lands() {
@@ -29,7 +18,7 @@ async fn redis_stopped_the_receiver_answers_503_applies_here_and_the_redelivery_
     for _ in 0..3 {
         fleet.add().await;
     }
-    let token = grant(&fleet, "kp_1");
+    let token = fleet.old_token("kp_1", &["create:payments", "read:reports"]);
     fleet.kinde.revoke(DEFAULT_ORG, "kp_1", "read:reports");
     fleet.redis.stop();
 
@@ -86,7 +75,7 @@ async fn fleet_webhook(event: &claimcheck::testing::Webhook, url: &str) -> (u16,
 #[tokio::test]
 async fn a_reset_redis_is_found_by_its_epoch_and_older_tokens_are_distrusted_everywhere() {
     let mut fleet = Fleet::start(2).await;
-    let token = grant(&fleet, "kp_1");
+    let token = fleet.old_token("kp_1", &["create:payments", "read:reports"]);
     fleet
         .a()
         .auth
@@ -102,12 +91,7 @@ async fn a_reset_redis_is_found_by_its_epoch_and_older_tokens_are_distrusted_eve
 
     // Redis restarts empty and is written again at once: ids alone look continuous.
     fleet.redis.restart().unwrap();
-    let mut conn = fleet
-        .redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = fleet.admin().await;
     let stream = format!("{}:log", fleet.prefix);
     let _: String = redis::cmd("XADD")
         .arg(&stream)
@@ -155,32 +139,15 @@ async fn a_reset_redis_is_found_by_its_epoch_and_older_tokens_are_distrusted_eve
 async fn a_follower_whose_connection_is_killed_mid_burst_applies_every_change() {
     let fleet = Fleet::start(2).await;
     let (a, b) = (&fleet.replicas[0], &fleet.replicas[1]);
-    let mut admin = fleet
-        .redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut admin = fleet.admin().await;
     let at = SystemTime::now();
     for i in 0..1_000 {
         let change = Change::new(Target::User(format!("kp_{i}")), Action::Distrust, at);
         a.auth.change_log().publish(change).await.unwrap();
         if i % 250 == 100 {
             // Kill every blocking reader: B's follower (and A's).
-            let list: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query_async(&mut admin)
-                .await
-                .unwrap();
-            for line in list.lines().filter(|l| l.contains("cmd=xread")) {
-                let id = line.split(' ').find_map(|f| f.strip_prefix("id=")).unwrap();
-                let _: redis::Value = redis::cmd("CLIENT")
-                    .arg("KILL")
-                    .arg("ID")
-                    .arg(id)
-                    .query_async(&mut admin)
-                    .await
-                    .unwrap();
+            for id in followers(&mut admin).await {
+                kill_client(&mut admin, id).await;
             }
         }
     }
@@ -194,7 +161,7 @@ async fn a_follower_whose_connection_is_killed_mid_burst_applies_every_change() 
 async fn a_follower_cut_off_past_its_bound_decides_live_and_the_outbox_delivers_later() {
     let fleet = Fleet::start(2).await;
     let (a, b) = (&fleet.replicas[0], &fleet.replicas[1]);
-    let token = grant(&fleet, "kp_1");
+    let token = fleet.old_token("kp_1", &["create:payments", "read:reports"]);
     assert_eq!(
         b.get("/reports", &token).await.source.as_deref(),
         Some("token")
@@ -244,33 +211,10 @@ async fn the_log_stays_trimmed_to_its_retention_under_a_burst() {
     fleet.lifetime = Some(Duration::from_millis(200));
     fleet.add().await;
     let log = fleet.a().auth.change_log().clone();
-    let burst = |n: usize| {
-        let log = log.clone();
-        async move {
-            for i in 0..n {
-                let change = Change::new(
-                    Target::Org(format!("org_{i}")),
-                    Action::Invalidate,
-                    SystemTime::now(),
-                );
-                log.publish(change).await.unwrap();
-            }
-        }
-    };
-    burst(2_000).await;
+    burst(&log, 2_000).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    burst(500).await;
-    let mut conn = fleet
-        .redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let len: usize = redis::cmd("XLEN")
-        .arg(format!("{}:log", fleet.prefix))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    burst(&log, 500).await;
+    let len = fleet.xlen().await;
     // `MINID ~` trims whole nodes (100 entries): the 2 000 older entries are gone.
     assert!(len <= 700, "{len} entries kept");
 }
@@ -279,12 +223,7 @@ async fn the_log_stays_trimmed_to_its_retention_under_a_burst() {
 async fn with_replica_acks_a_change_is_acknowledged_only_once_a_redis_replica_holds_it() {
     let mut fleet = Fleet::start(0).await;
     let replica = claimcheck::testing::RedisServer::start_replica_of(&fleet.redis).unwrap();
-    let mut primary = fleet
-        .redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut primary = fleet.admin().await;
     until_async(async || {
         let info: String = redis::cmd("INFO")
             .arg("replication")

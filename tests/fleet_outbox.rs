@@ -54,12 +54,7 @@ async fn a_revocation_survives_an_outbox_collapse() {
 async fn concurrent_deliveries_of_one_event_append_one_record() {
     let fleet = Fleet::start(2).await;
     let (a, b) = (&fleet.replicas[0], &fleet.replicas[1]);
-    let mut admin = fleet
-        .redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut admin = fleet.admin().await;
     let stream = format!("{}:log", fleet.prefix);
     let n = 40;
     for i in 0..n {

@@ -159,3 +159,106 @@ pub async fn until(what: &str, done: impl Fn() -> bool) -> Duration {
     }
     start.elapsed()
 }
+
+impl Fleet {
+    /// A connection for raw commands (the test's, not a replica's).
+    pub async fn admin(&self) -> redis::aio::MultiplexedConnection {
+        let client = self.redis.client();
+        client.get_multiplexed_async_connection().await.unwrap()
+    }
+
+    /// The stream's key.
+    pub fn stream(&self) -> String {
+        format!("{}:log", self.prefix)
+    }
+
+    /// Grants `user` `permissions` at the fake Kinde; a token issued 30 s ago that says so.
+    pub fn old_token(&self, user: &str, permissions: &[&str]) -> String {
+        for permission in permissions {
+            self.kinde
+                .grant(claimcheck::testing::DEFAULT_ORG, user, permission);
+        }
+        self.kinde
+            .user_token(user)
+            .permissions(permissions.iter().copied())
+            .issued_in(-30)
+            .sign()
+    }
+
+    /// Entries in the stream.
+    pub async fn xlen(&self) -> usize {
+        let mut admin = self.admin().await;
+        redis::cmd("XLEN")
+            .arg(self.stream())
+            .query_async(&mut admin)
+            .await
+            .unwrap()
+    }
+
+    /// The record texts of the stream's entries.
+    pub async fn records(&self) -> Vec<String> {
+        let mut admin = self.admin().await;
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.stream())
+            .arg("-")
+            .arg("+")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        reply
+            .ids
+            .iter()
+            .filter_map(|entry| match entry.map.get("c") {
+                Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Client ids of the connections blocked in `XREAD` (the followers), oldest first.
+pub async fn followers(admin: &mut redis::aio::MultiplexedConnection) -> Vec<u64> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(admin)
+        .await
+        .unwrap();
+    let mut ids: Vec<u64> = list
+        .lines()
+        .filter(|line| line.contains("cmd=xread"))
+        .filter_map(|line| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix("id="))?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Kills the connection with client id `id`.
+pub async fn kill_client(admin: &mut redis::aio::MultiplexedConnection, id: u64) {
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .query_async(admin)
+        .await
+        .unwrap();
+}
+
+/// Publishes `n` invalidations of distinct organizations through `log`, each acknowledged.
+pub async fn burst(log: &claimcheck::changes::ChangeLog, n: usize) {
+    use claimcheck::changes::{Action, Change, Target};
+    for i in 0..n {
+        let at = std::time::SystemTime::now();
+        log.publish(Change::new(
+            Target::Org(format!("org_{i}")),
+            Action::Invalidate,
+            at,
+        ))
+        .await
+        .unwrap();
+    }
+}

@@ -10,8 +10,8 @@ use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 
+use super::Shared;
 use super::script::{self, Entry, Position, StreamId};
-use super::{DEDUPE_FOR, Shared};
 use crate::changes::apply::Applied;
 use crate::changes::record::Change;
 
@@ -180,14 +180,7 @@ async fn lost_log(
     let old = read.epoch.as_deref().unwrap_or_default();
     let (issuer, new, numbered) = (shared.applier.issuer(), &position.epoch, position.numbered);
     change.dedupe = Some(format!("loss:{issuer}:reset:{old}:{new}:{numbered}").into());
-    let append = script::append(
-        conn,
-        &shared.keys,
-        &change,
-        shared.config.retention,
-        DEDUPE_FOR,
-    );
-    if append.await.is_err() {
+    if shared.append(conn, &change).await.is_err() {
         shared.outbox.push(change);
     }
 }

@@ -210,6 +210,21 @@ impl Shared {
         self.last_contact_ms.store(self.now_ms(), Ordering::Release);
     }
 
+    /// Appends `change` within the append timeout: the entry id, `None` for a duplicate, or
+    /// why it failed. The one way anything is appended (publish, outbox, loss records).
+    async fn append(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        change: &Change,
+    ) -> Result<Option<String>, String> {
+        let append = script::append(conn, &self.keys, change, self.config.retention, DEDUPE_FOR);
+        match tokio::time::timeout(self.config.append_timeout, append).await {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        }
+    }
+
     /// Keeps the trust gate closed for `hold` from now.
     fn hold_gate_for(&self, hold: Duration) {
         let until = self
@@ -275,26 +290,18 @@ impl RedisLog {
     pub(crate) async fn publish(&self, change: Change) -> Result<Published, PublishError> {
         let shared = &self.shared;
         let mut conn = self.conn.clone();
-        let append = script::append(
-            &mut conn,
-            &shared.keys,
-            &change,
-            shared.config.retention,
-            DEDUPE_FOR,
-        );
         let started = tokio::time::Instant::now();
-        match tokio::time::timeout(shared.config.append_timeout, append).await {
-            Ok(Ok(Some(_))) if !self.replicated(&mut conn, started).await => {
+        match shared.append(&mut conn, &change).await {
+            Ok(Some(_)) if !self.replicated(&mut conn, started).await => {
                 Err(self.keep(change, "too few replicas acknowledged the append"))
             }
-            Ok(Ok(Some(_))) => {
+            Ok(Some(_)) => {
                 shared.applier.apply(&change);
                 Ok(Published::Appended)
             }
             // Another replica appended it: our follower applies it from the log.
-            Ok(Ok(None)) => Ok(Published::Duplicate),
-            Ok(Err(error)) => Err(self.keep(change, &error.to_string())),
-            Err(_) => Err(self.keep(change, "timed out")),
+            Ok(None) => Ok(Published::Duplicate),
+            Err(error) => Err(self.keep(change, &error)),
         }
     }
 

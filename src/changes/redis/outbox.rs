@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tokio::sync::Notify;
 
-use super::{DEDUPE_FOR, Shared, script};
+use super::Shared;
 use crate::changes::record::{Action, Change, Target};
 
 /// Changes held before the ones that are not lock-outs collapse into one "distrust everyone"
@@ -97,15 +97,8 @@ pub(super) async fn drain(shared: Arc<Shared>, mut conn: ConnectionManager) {
             shared.outbox.ready.notified().await;
             continue;
         };
-        let append = script::append(
-            &mut conn,
-            &shared.keys,
-            &change,
-            shared.config.retention,
-            DEDUPE_FOR,
-        );
-        match tokio::time::timeout(shared.config.append_timeout, append).await {
-            Ok(Ok(_)) => {
+        match shared.append(&mut conn, &change).await {
+            Ok(_) => {
                 shared.outbox.done(&change);
                 retry = FIRST_RETRY;
                 failing = false;
@@ -113,12 +106,8 @@ pub(super) async fn drain(shared: Arc<Shared>, mut conn: ConnectionManager) {
                     tracing::info!(target: "claimcheck::changes", "outbox appended to the change log");
                 }
             }
-            failed => {
+            Err(error) => {
                 if !failing {
-                    let error = match failed {
-                        Ok(Err(error)) => error.to_string(),
-                        _ => "timed out".to_owned(),
-                    };
                     tracing::warn!(target: "claimcheck::changes", %error, held = shared.outbox.len(), "cannot append the outbox to the change log; retrying");
                     failing = true;
                 }
