@@ -214,7 +214,9 @@ async fn the_follower_ends_with_the_last_user_of_the_log() {
             .query_async(conn)
             .await
             .unwrap();
-        list.lines().filter(|l| l.contains("cmd=xread")).count()
+        list.lines()
+            .filter(|l| l.contains("name=claimcheck-follower"))
+            .count()
     }
     assert_eq!(followers(&mut conn).await, 1);
     fleet.replicas.clear();

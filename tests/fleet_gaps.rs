@@ -56,9 +56,18 @@ async fn connected(admin: &mut MultiplexedConnection) -> usize {
 /// Cuts B's follower (the newest XREAD connection) off and refuses new connections until
 /// `reopen` is called: B is "disconnected" while A keeps its connections.
 async fn cut_b(admin: &mut MultiplexedConnection) {
-    // A's append connection must exist before the door closes.
-    let before = followers(admin).await;
-    assert_eq!(before.len(), 2, "two followers");
+    // A's append connection must exist before the door closes. A follower is blocked in XREAD
+    // except for its idle re-check, once per block period: wait for both to be there.
+    let give_up = std::time::Instant::now() + Duration::from_secs(3);
+    let mut before = followers(admin).await;
+    while before.len() != 2 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "two followers: {before:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        before = followers(admin).await;
+    }
     let n = connected(admin).await;
     set_maxclients(admin, n - 1).await;
     kill_client(admin, *before.last().unwrap()).await;

@@ -216,7 +216,7 @@ impl Fleet {
     }
 }
 
-/// Client ids of the connections blocked in `XREAD` (the followers), oldest first.
+/// Client ids of the followers' connections (named `claimcheck-follower:<prefix>`), oldest first.
 pub async fn followers(admin: &mut redis::aio::MultiplexedConnection) -> Vec<u64> {
     let list: String = redis::cmd("CLIENT")
         .arg("LIST")
@@ -225,7 +225,7 @@ pub async fn followers(admin: &mut redis::aio::MultiplexedConnection) -> Vec<u64
         .unwrap();
     let mut ids: Vec<u64> = list
         .lines()
-        .filter(|line| line.contains("cmd=xread"))
+        .filter(|line| line.contains("name=claimcheck-follower"))
         .filter_map(|line| {
             line.split(' ')
                 .find_map(|f| f.strip_prefix("id="))?

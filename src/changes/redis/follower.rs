@@ -18,7 +18,6 @@ use crate::changes::record::Change;
 /// Entries read per call (the replay also stops at about a megabyte per call).
 const BATCH: usize = 100;
 const FIRST_RETRY: Duration = Duration::from_millis(50);
-const LAST_RETRY: Duration = Duration::from_secs(1);
 
 /// What the follower has read: the log's epoch, the last entry id and the last entry number.
 #[derive(Debug, Default)]
@@ -33,21 +32,25 @@ struct Read {
 pub(super) async fn follow(shared: Arc<Shared>) {
     let mut read = Read::default();
     let mut retry = FIRST_RETRY;
+    // The longest pause between reconnections: a block period (see `RedisConfig::grace`).
+    let last_retry = shared.config.block().max(FIRST_RETRY);
     loop {
         let error = session(&shared, &mut read, &mut retry).await;
         tracing::debug!(target: "claimcheck::changes", %error, "change log follower reconnecting");
         tokio::time::sleep(retry).await;
-        retry = (retry * 2).min(LAST_RETRY);
+        retry = (retry * 2).min(last_retry);
     }
 }
 
 /// One connection's life; returns why it ended.
 async fn session(shared: &Shared, read: &mut Read, retry: &mut Duration) -> redis::RedisError {
     let block = shared.config.block();
-    // Its own connection: a blocking read would delay every command pipelined behind it.
+    // Its own connection: a blocking read would delay every command pipelined behind it. A
+    // silent connection (a host replaced behind its address, a dropped route) is given up a
+    // block period after its blocking read should have returned.
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(shared.config.cut_off_after))
-        .set_response_timeout(Some(block + shared.config.cut_off_after));
+        .set_response_timeout(Some(block * 2));
     let client = &shared.config.client;
     let mut conn = match client
         .get_multiplexed_async_connection_with_config(&config)
@@ -56,6 +59,16 @@ async fn session(shared: &Shared, read: &mut Read, retry: &mut Duration) -> redi
         Ok(conn) => conn,
         Err(error) => return error,
     };
+    // Named, so an operator (or a test) can tell followers apart in CLIENT LIST.
+    let name = format!("claimcheck-follower:{}", shared.config.prefix);
+    let named: redis::RedisResult<()> = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(name)
+        .query_async(&mut conn)
+        .await;
+    if let Err(error) = named {
+        return error;
+    }
     if let Err(error) = catch_up(shared, read, &mut conn).await {
         return error;
     }
@@ -104,7 +117,8 @@ async fn catch_up(
         .epoch
         .as_ref()
         .is_some_and(|epoch| *epoch != position.epoch)
-        || read.last.is_some_and(|last| position.last_generated < last);
+        || read.last.is_some_and(|last| position.last_generated < last)
+        || rewound(shared, read, &position, conn).await?;
     if reset {
         lost_log(shared, read, &position, conn).await;
         *read = Read::default();
@@ -113,7 +127,11 @@ async fn catch_up(
         // not before replicas that saw the previous one vanish have had time to say so.
         let age =
             Duration::from_millis(u64::try_from(position.now_ms - position.since_ms).unwrap_or(0));
-        shared.hold_gate_for(shared.config.new_epoch_grace.saturating_sub(age));
+        shared.hold_gate_for(shared.config.grace().saturating_sub(age));
+        // The entry cap trimmed changes that are still inside the retention: some are gone.
+        if position.now_ms - position.capped_ms < retention_ms(shared) {
+            conservative(shared, Gap::Missing);
+        }
     }
     read.epoch = Some(position.epoch.clone());
     loop {
@@ -136,6 +154,31 @@ async fn catch_up(
     read.last.get_or_insert_default();
     open_gate(shared);
     Ok(())
+}
+
+/// Whether the log went back in time under us in the same epoch (Redis restarted from an older
+/// snapshot, or failed over to a replica that had not received the newest entries): fewer
+/// entries numbered than we read, or the last entry we read gone though the trim by time
+/// cannot have removed it. New appends reuse the lost numbers and ids, so neither the epoch nor
+/// `last-generated-id` reveal it.
+async fn rewound(
+    shared: &Shared,
+    read: &Read,
+    position: &Position,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<bool> {
+    if read.epoch.as_ref() != Some(&position.epoch) {
+        return Ok(false);
+    }
+    if read.number.is_some_and(|number| position.numbered < number) {
+        return Ok(true);
+    }
+    match read.last {
+        Some(last) if last.ms() > position.now_ms - retention_ms(shared) => {
+            Ok(!script::holds(conn, &shared.keys, last).await?)
+        }
+        _ => Ok(false),
+    }
 }
 
 fn retention_ms(shared: &Shared) -> i64 {
@@ -178,8 +221,15 @@ async fn lost_log(
 ) {
     let mut change = conservative(shared, Gap::Reset);
     let old = read.epoch.as_deref().unwrap_or_default();
-    let (issuer, new, numbered) = (shared.applier.issuer(), &position.epoch, position.numbered);
-    change.dedupe = Some(format!("loss:{issuer}:reset:{old}:{new}:{numbered}").into());
+    // Names the loss so that replicas finding it agree: the old and new epochs, or within one
+    // epoch (a rewind, a deleted stream) how far we had read (caught-up replicas agree).
+    let lost = if old == position.epoch {
+        format!("{old}:{}", read.number.unwrap_or(0))
+    } else {
+        format!("{old}:{}", position.epoch)
+    };
+    let issuer = shared.applier.issuer();
+    change.dedupe = Some(format!("loss:{issuer}:reset:{lost}").into());
     if shared.append(conn, &change).await.is_err() {
         shared.outbox.push(change);
     }
@@ -188,12 +238,16 @@ async fn lost_log(
 /// Applies entries in order, remembering the last id and number; a number that skips ahead
 /// means entries were deleted under us.
 fn apply(shared: &Shared, read: &mut Read, entries: &[Entry]) {
+    let oldest_kept = crate::freshness::unix_ms(SystemTime::now()) - retention_ms(shared);
     for entry in entries {
+        // Entries missing right after one older than the retention were trimmed by time
+        // (always a prefix of the stream): harmless. After a recent one, something lost them.
+        let previous_recent = read.last.is_some_and(|last| last.ms() > oldest_kept);
         if let Some(id) = StreamId::parse(&entry.id) {
             read.last = Some(id);
         }
         if let Some(number) = entry.number {
-            if read.number.is_some_and(|last| number > last + 1) {
+            if previous_recent && read.number.is_some_and(|last| number > last + 1) {
                 conservative(shared, Gap::Missing);
             }
             read.number = Some(read.number.map_or(number, |last| last.max(number)));

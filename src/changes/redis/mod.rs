@@ -43,8 +43,6 @@ const DEFAULT_PREFIX: &str = "claimcheck";
 const DEFAULT_RETENTION: Duration = Duration::from_secs(25 * 3600);
 const DEFAULT_CUT_OFF: Duration = Duration::from_secs(5);
 const DEFAULT_APPEND_TIMEOUT: Duration = Duration::from_secs(2);
-/// Longer than a follower's longest reconnect pause (1 s) plus a connect and a check.
-const DEFAULT_NEW_EPOCH_GRACE: Duration = Duration::from_secs(3);
 /// How long a webhook's event id is remembered in Redis: past the longest age window a
 /// receiver accepts (30 days, `WebhookReceiver::max_age`), so no delivery it accepts can be
 /// appended twice. One small key per event.
@@ -70,7 +68,7 @@ pub struct RedisConfig {
     cut_off_after: Duration,
     append_timeout: Duration,
     replica_acks: u32,
-    new_epoch_grace: Duration,
+    new_epoch_grace: Option<Duration>,
 }
 
 impl RedisConfig {
@@ -97,7 +95,7 @@ impl RedisConfig {
             cut_off_after: DEFAULT_CUT_OFF,
             append_timeout: DEFAULT_APPEND_TIMEOUT,
             replica_acks: 0,
-            new_epoch_grace: DEFAULT_NEW_EPOCH_GRACE,
+            new_epoch_grace: None,
         })
     }
 
@@ -146,12 +144,19 @@ impl RedisConfig {
     }
 
     /// How long a replica that starts in a log whose epoch has just begun (Redis restarted
-    /// empty, or a first deployment) waits before trusting claims (default 3 s): replicas that
-    /// were running when the previous log vanished reconnect within about a second and record
-    /// the loss, which this replica must read first. Token-trusted routes decide live meanwhile.
+    /// empty, or a first deployment) waits before trusting claims (default: three block
+    /// periods plus a second, 4 s with the default bound): replicas that were running when the
+    /// previous log vanished give up a silent connection (two block periods), pause (at most
+    /// one), reconnect and record the loss within that, and this replica must read it first.
+    /// Token-trusted routes decide live meanwhile.
     pub fn new_epoch_grace(mut self, grace: Duration) -> Self {
-        self.new_epoch_grace = grace;
+        self.new_epoch_grace = Some(grace);
         self
+    }
+
+    fn grace(&self) -> Duration {
+        self.new_epoch_grace
+            .unwrap_or_else(|| self.block() * 3 + Duration::from_secs(1))
     }
 
     /// The key prefix.
@@ -165,7 +170,8 @@ impl RedisConfig {
         self
     }
 
-    /// How long one blocking read waits: a quarter of the cut-off bound, at most a second.
+    /// How long one blocking read waits: a quarter of the cut-off bound, at most a second. A
+    /// silent connection is given up after two, and reconnections pause at most one.
     fn block(&self) -> Duration {
         (self.cut_off_after / 4).min(Duration::from_secs(1))
     }
@@ -223,6 +229,30 @@ impl Shared {
             Ok(Err(error)) => Err(error.to_string()),
             Err(_) => Err("timed out".to_owned()),
         }
+    }
+
+    /// Whether enough Redis replicas hold everything written so far (always, when none are
+    /// asked), within what is left of the append timeout since `started`. A write of our own
+    /// first (a counter under the prefix), so that `WAIT`, which covers this connection's
+    /// writes, also covers an entry another replica appended (a duplicate).
+    async fn replicated(
+        &self,
+        conn: &mut ConnectionManager,
+        started: tokio::time::Instant,
+    ) -> bool {
+        let wanted = self.config.replica_acks;
+        if wanted == 0 {
+            return true;
+        }
+        let left = self.config.append_timeout.saturating_sub(started.elapsed());
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR").arg(&self.keys.acks).ignore();
+        pipe.cmd("WAIT")
+            .arg(wanted)
+            .arg(u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1));
+        let wait = pipe.query_async::<(u32,)>(conn);
+        let budget = left + Duration::from_millis(100);
+        matches!(tokio::time::timeout(budget, wait).await, Ok(Ok((acks,))) if acks >= wanted)
     }
 
     /// Keeps the trust gate closed for `hold` from now.
@@ -292,7 +322,7 @@ impl RedisLog {
         let mut conn = self.conn.clone();
         let started = tokio::time::Instant::now();
         match shared.append(&mut conn, &change).await {
-            Ok(Some(_)) if !self.replicated(&mut conn, started).await => {
+            Ok(_) if !shared.replicated(&mut conn, started).await => {
                 Err(self.keep(change, "too few replicas acknowledged the append"))
             }
             Ok(Some(_)) => {
@@ -303,30 +333,6 @@ impl RedisLog {
             Ok(None) => Ok(Published::Duplicate),
             Err(error) => Err(self.keep(change, &error)),
         }
-    }
-
-    /// Whether enough replicas hold what this connection wrote (always, when none are asked).
-    async fn replicated(
-        &self,
-        conn: &mut ConnectionManager,
-        started: tokio::time::Instant,
-    ) -> bool {
-        let wanted = self.shared.config.replica_acks;
-        if wanted == 0 {
-            return true;
-        }
-        let left = self
-            .shared
-            .config
-            .append_timeout
-            .saturating_sub(started.elapsed());
-        let mut command = redis::cmd("WAIT");
-        command
-            .arg(wanted)
-            .arg(u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1));
-        let wait = command.query_async::<u32>(conn);
-        let budget = left + Duration::from_millis(100);
-        matches!(tokio::time::timeout(budget, wait).await, Ok(Ok(acks)) if acks >= wanted)
     }
 
     fn keep(&self, change: Change, why: &str) -> PublishError {

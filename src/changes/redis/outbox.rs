@@ -43,6 +43,10 @@ impl Outbox {
     /// decide live) are kept, up to a larger bound.
     pub(super) fn push(&self, change: Change) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        // A webhook redelivered during an outage is one change, held once.
+        if queue.iter().any(|held| held.id == change.id) {
+            return;
+        }
         if queue.len() >= CAPACITY {
             let lock_outs = queue.iter().filter(|c| c.action == Action::LockOut).count();
             let keep = if lock_outs >= LOCK_OUT_CAPACITY {
@@ -97,7 +101,14 @@ pub(super) async fn drain(shared: Arc<Shared>, mut conn: ConnectionManager) {
             shared.outbox.ready.notified().await;
             continue;
         };
-        match shared.append(&mut conn, &change).await {
+        let started = tokio::time::Instant::now();
+        let appended = match shared.append(&mut conn, &change).await {
+            Ok(_) if !shared.replicated(&mut conn, started).await => {
+                Err("too few replicas acknowledged the append".to_owned())
+            }
+            other => other,
+        };
+        match appended {
             Ok(_) => {
                 shared.outbox.done(&change);
                 retry = FIRST_RETRY;

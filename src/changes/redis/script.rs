@@ -50,12 +50,15 @@ redis.call('HSET', KEYS[2], 'seq', n, 'last', now)
 if ARGV[5] == '1' then redis.call('SET', KEYS[3], '1', 'EX', ARGV[3]) end
 if redis.call('XLEN', KEYS[1]) > tonumber(ARGV[6]) then
   redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[6])
+  -- Entries inside the retention may be gone: a replica that starts must not trust claims.
+  redis.call('HSET', KEYS[2], 'capped', now)
 end
 return id
 ";
 
 /// Where the log stands: creates the epoch if there is none, then returns `{epoch id, epoch
-/// start ms, entries numbered so far, last-generated-id, Redis's now ms, last append ms}`.
+/// start ms, entries numbered so far, last-generated-id, Redis's now ms, last append ms, last
+/// cap trim ms}`.
 ///
 /// KEYS: stream, epoch hash. ARGV: epoch candidate.
 const POSITION: &str = r"
@@ -64,7 +67,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('HSET', KEYS[2], 'id', ARGV[1], 'since', now, 'seq', 0)
 end
-local epoch = redis.call('HMGET', KEYS[2], 'id', 'since', 'seq', 'last')
+local epoch = redis.call('HMGET', KEYS[2], 'id', 'since', 'seq', 'last', 'capped')
 local last = '0-0'
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local info = redis.call('XINFO', 'STREAM', KEYS[1])
@@ -73,7 +76,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   end
 end
 return {epoch[1], tonumber(epoch[2] or now), tonumber(epoch[3] or '0') or 0, last, now,
-  tonumber(epoch[4] or '0') or 0}
+  tonumber(epoch[4] or '0') or 0, tonumber(epoch[5] or '0') or 0}
 ";
 
 /// Reads up to ARGV[2] entries after ARGV[1] (`-` from the start, `(id` after an id), one at a
@@ -113,6 +116,8 @@ const READ_WEIGHT: usize = 1 << 20;
 pub(super) struct Keys {
     pub(super) stream: String,
     pub(super) epoch: String,
+    /// A counter written before `WAIT` (see `Shared::replicated`).
+    pub(super) acks: String,
     prefix: String,
 }
 
@@ -121,6 +126,7 @@ impl Keys {
         Self {
             stream: format!("{prefix}:log"),
             epoch: format!("{prefix}:epoch"),
+            acks: format!("{prefix}:acks"),
             prefix: prefix.to_owned(),
         }
     }
@@ -163,23 +169,27 @@ pub(super) struct Position {
     /// Entries numbered in this epoch so far, and when the last was appended (0: never).
     pub(super) numbered: u64,
     pub(super) last_append_ms: i64,
+    /// When the entry cap last trimmed the stream (0: never).
+    pub(super) capped_ms: i64,
     pub(super) last_generated: StreamId,
 }
 
 pub(super) async fn position(conn: &mut impl ConnectionLike, keys: &Keys) -> RedisResult<Position> {
-    type Reply = (String, i64, u64, String, i64, i64);
-    let (epoch, since_ms, numbered, last, now_ms, last_append_ms): Reply = Script::new(POSITION)
-        .key(&keys.stream)
-        .key(&keys.epoch)
-        .arg(unique_id())
-        .invoke_async(conn)
-        .await?;
+    type Reply = (String, i64, u64, String, i64, i64, i64);
+    let (epoch, since_ms, numbered, last, now_ms, last_append_ms, capped_ms): Reply =
+        Script::new(POSITION)
+            .key(&keys.stream)
+            .key(&keys.epoch)
+            .arg(unique_id())
+            .invoke_async(conn)
+            .await?;
     Ok(Position {
         epoch,
         since_ms,
         now_ms,
         numbered,
         last_append_ms,
+        capped_ms,
         last_generated: StreamId::parse(&last).unwrap_or_default(),
     })
 }
@@ -201,6 +211,27 @@ pub(super) async fn read(
     count: usize,
 ) -> RedisResult<Vec<Entry>> {
     let start = after.map_or_else(|| "-".to_owned(), StreamId::after);
+    read_from(conn, keys, start, count).await
+}
+
+/// Whether the entry `id` is still in the stream.
+pub(super) async fn holds(
+    conn: &mut impl ConnectionLike,
+    keys: &Keys,
+    id: StreamId,
+) -> RedisResult<bool> {
+    let entries = read_from(conn, keys, id.to_string(), 1).await?;
+    Ok(entries
+        .first()
+        .is_some_and(|entry| entry.id == id.to_string()))
+}
+
+async fn read_from(
+    conn: &mut impl ConnectionLike,
+    keys: &Keys,
+    start: String,
+    count: usize,
+) -> RedisResult<Vec<Entry>> {
     let rows: Vec<(String, Vec<u8>, Vec<u8>)> = Script::new(READ)
         .key(&keys.stream)
         .arg(start)
@@ -234,6 +265,11 @@ impl StreamId {
     /// The exclusive start for reading after this id (`(ms-seq`).
     pub(super) fn after(self) -> String {
         format!("({}-{}", self.0, self.1)
+    }
+
+    /// The Redis time (Unix ms) at which the entry was appended.
+    pub(super) fn ms(self) -> i64 {
+        i64::try_from(self.0).unwrap_or(i64::MAX)
     }
 }
 
