@@ -36,7 +36,12 @@ pub(super) async fn follow(shared: Arc<Shared>) {
     let last_retry = shared.config.block().max(FIRST_RETRY);
     loop {
         let error = session(&shared, &mut read, &mut retry).await;
-        tracing::debug!(target: "claimcheck::changes", %error, "change log follower reconnecting");
+        if retry == FIRST_RETRY {
+            // At start, or a connection that had caught up: say so once per outage.
+            tracing::warn!(target: "claimcheck::changes", %error, "change log unreachable: reconnecting; token-trusted routes decide live once it has been out of reach longer than the bound, or until it is first replayed");
+        } else {
+            tracing::debug!(target: "claimcheck::changes", %error, "change log follower reconnecting");
+        }
         tokio::time::sleep(retry).await;
         retry = (retry * 2).min(last_retry);
     }
