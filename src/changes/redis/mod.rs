@@ -1,22 +1,27 @@
 //! The Redis Streams change log (feature `redis`).
 //!
 //! - **Append**: one Lua script per record: `XADD` trimmed by time (`MINID ~`, keeping at least
-//!   the retention, by default the longest token lifetime plus an hour), an epoch created if
-//!   there is none, and for webhook events a `SET NX` dedupe key in the same atomic step, so two
-//!   replicas receiving one event append it once and an event is remembered only once appended.
-//! - **Follow**: a background task on its own connection replays the retained window at start,
-//!   then `XREAD BLOCK`s from its last id; it reconnects with backoff and resumes from that id.
-//! - **Gaps**: on every (re)connect it compares the log's epoch and trim point with what it
-//!   read. A different epoch (Redis restarted empty, or the key was deleted) or entries trimmed
-//!   past its position mean changes may be lost: it drops every live entry and distrusts every
-//!   token issued before now, logs at `warn` and counts it; for a reset it also appends a loss
-//!   record so replicas started later distrust those tokens too (a first deployment has no such
-//!   record, so its existing tokens stay trusted).
+//!   the retention, by default the longest token lifetime plus an hour) and capped at a million
+//!   entries, numbered in its epoch (created if there is none), and for webhook events a dedupe
+//!   key written in the same atomic step once the `XADD` succeeded, so two replicas receiving
+//!   one event append it once and an event is remembered only once appended.
+//! - **Follow**: a background task on its own (named) connection replays the retained window
+//!   at start, about a megabyte per call, then `XREAD BLOCK`s from its last id; it reconnects
+//!   with backoff and resumes from that id, and re-checks its position whenever it is idle.
+//! - **Gaps**: on every (re)connect and idle period it compares the log's epoch, numbering and
+//!   the presence of the last entry it read with what it read. A different epoch (Redis
+//!   restarted empty), a log gone back in time (an older snapshot, a failover), or entries
+//!   missing that were appended within the retention mean changes may be lost: it drops every
+//!   live entry and distrusts every token issued before now, logs at `warn` and counts it; for
+//!   a reset it also appends a loss record so replicas started later distrust those tokens too
+//!   (a first deployment has no such record, so its existing tokens stay trusted). A replica
+//!   that starts in a young epoch waits [`RedisConfig::new_epoch_grace`] for such records.
 //! - **Cut off**: a watchdog closes the trust gate (token-trusted routes decide live) when the
 //!   follower has heard nothing for longer than [`RedisConfig::cut_off_after`]; it opens again
 //!   once the follower has caught up.
 //! - **Outbox**: a change that could not be appended is applied here and kept in memory, then
-//!   appended by a background writer as soon as Redis answers.
+//!   appended by a background writer as soon as Redis answers (with `WAIT` when
+//!   [`RedisConfig::replica_acks`] asks for it).
 
 mod follower;
 mod outbox;
