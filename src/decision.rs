@@ -130,7 +130,7 @@ impl Decision {
             Age::Unknown => None,
             Age::Measured(age) => Some(age),
             Age::IssuedAt(iat) => {
-                let now = crate::jwt::now_secs() as i64;
+                let now = crate::clock::now_secs() as i64;
                 Some(Duration::from_secs(now.saturating_sub(iat).max(0) as u64))
             }
         }

@@ -28,6 +28,7 @@ pub mod authz;
 pub mod bearer;
 pub mod changes;
 pub mod claims;
+mod clock;
 pub mod decision;
 pub mod error;
 pub mod freshness;

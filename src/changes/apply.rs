@@ -3,7 +3,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::record::{Action, Change, Target};
-use crate::freshness::{Freshness, from_unix_ms, unix_ms};
+use crate::clock::{from_unix_ms, unix_ms};
+use crate::freshness::Freshness;
 use crate::live::LiveCheck;
 use crate::recent::Recent;
 
@@ -165,7 +166,7 @@ mod tests {
     #[test]
     fn a_lock_out_refuses_and_distrusts() {
         let a = applier();
-        let now = crate::freshness::unix_ms(SystemTime::now()) / 1000;
+        let now = crate::clock::unix_ms(SystemTime::now()) / 1000;
         let at = from_unix_ms(now * 1000);
         a.apply(&Change::new(
             Target::User("kp_1".into()),

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::freshness::{from_unix_ms, unix_ms};
+use crate::clock::{from_unix_ms, unix_ms};
 
 /// Longest user id, organization code, `jti`, issuer or event id a record may carry.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]

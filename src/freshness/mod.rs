@@ -35,9 +35,10 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::claims::Claims;
+use crate::clock::{from_unix_ms, unix_ms};
 use crate::recent::Recent;
 
 mod lockout;
@@ -82,22 +83,6 @@ struct Inner {
 impl Default for Freshness {
     fn default() -> Self {
         Self::new(DEFAULT_MAX_TOKEN_LIFETIME, DEFAULT_CAPACITY)
-    }
-}
-
-pub(crate) fn unix_ms(at: SystemTime) -> i64 {
-    match at.duration_since(UNIX_EPOCH) {
-        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
-        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
-    }
-}
-
-pub(crate) fn from_unix_ms(ms: i64) -> SystemTime {
-    let magnitude = Duration::from_millis(ms.unsigned_abs());
-    if ms >= 0 {
-        UNIX_EPOCH + magnitude
-    } else {
-        UNIX_EPOCH - magnitude
     }
 }
 

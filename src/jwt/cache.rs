@@ -15,13 +15,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::sync::Cache;
 
 use super::jwk::VerifyingKey;
 use crate::claims::Claims;
+use crate::clock::now_secs;
 
 /// Bytes the cache itself spends per entry (hash-table slot, access-order and timer nodes,
 /// reference counts), measured with `tests/token_cache_memory.rs`.
@@ -104,18 +105,6 @@ impl Expiry<Arc<str>, Arc<Verified>> for UntilExpiry {
 /// Seconds from `now` until `deadline`, zero when already past.
 fn remaining_secs(deadline: i64, now: u64) -> u64 {
     u64::try_from((i128::from(deadline) - i128::from(now)).max(0)).unwrap_or(u64::MAX)
-}
-
-/// The Unix time in milliseconds.
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// The Unix time in seconds.
-pub(crate) fn now_secs() -> u64 {
-    unix_ms() / 1000
 }
 
 impl TokenCache {

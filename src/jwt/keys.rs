@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use jwks_client_rs::JwksClient;
 use moka::sync::Cache;
 
-use super::cache::unix_ms;
 use super::jwk::VerifyingKey;
 use super::source::{HttpJwksSource, Published};
+use crate::clock::now_ms;
 
 /// A kid no JWKS can contain: asking jwks_client_rs for it always fetches.
 const FETCH_KID: &str = "\u{0}claimcheck-fetch";
@@ -93,7 +93,7 @@ impl KeyStore {
 
     /// The key for `kid` if it is known now. Never waits; may start a background refresh.
     pub(crate) fn get_now(&self, kid: &str) -> Option<Arc<VerifyingKey>> {
-        self.refresh_if_due(unix_ms());
+        self.refresh_if_due(now_ms());
         self.inner.published.current().keys.get(kid).cloned()
     }
 
@@ -220,7 +220,7 @@ impl KeyStore {
             if let Some(age) = inner.published.current().fetched_at.map(|at| at.elapsed()) {
                 let wait = inner.timing.refresh_interval.saturating_sub(age);
                 let due =
-                    unix_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+                    now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
                 inner.refresh_due_ms.store(due, Ordering::Relaxed);
             }
             drop(guard);

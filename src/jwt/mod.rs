@@ -20,7 +20,6 @@ pub use jwk::Algorithm;
 pub use keys::KeyStore;
 pub use verifier::Verifier;
 
-pub(crate) use cache::now_secs;
 #[cfg(feature = "fuzzing")]
 pub(crate) use ijson::validate_object;
 

@@ -7,11 +7,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
-use super::cache::{TokenCache, Verified, now_secs};
+use super::cache::{TokenCache, Verified};
 use super::ijson;
 use super::jwk::{Algorithm, VerifyingKey};
 use super::keys::{KeyError, KeyStore};
 use crate::claims::{AccessToken, Claims, Repr};
+use crate::clock::now_secs;
 use crate::error::{AuthError, AuthErrorKind};
 
 /// Verifies access tokens: signature, header and claims. Cheap to clone.
@@ -190,7 +191,7 @@ impl Verifier {
     /// still publishes.
     fn cached(&self, token: &str) -> Option<Claims> {
         let cache = self.inner.cache.as_ref()?;
-        let now_ms = super::cache::unix_ms();
+        let now_ms = crate::clock::now_ms();
         let hit = cache.get(token, now_ms / 1000)?;
         let keys = &self.inner.keys;
         keys.refresh_if_due(now_ms);

@@ -136,7 +136,7 @@ impl PermissionSource for KindeAccountApi {
     fn permissions<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a> {
         Box::pin(async move {
             // The verifier's leeway lets a just-expired token in here; Kinde has none for it.
-            let now = i64::try_from(crate::jwt::now_secs()).unwrap_or(i64::MAX);
+            let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
             if query.claims().expires_at() <= now {
                 return Err(SourceError::expired());
             }

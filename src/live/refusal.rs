@@ -115,7 +115,7 @@ impl Refusals {
             }
         });
         let first = strike.count == 1;
-        let latest = i64::try_from(crate::jwt::now_secs()).unwrap_or(i64::MAX);
+        let latest = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
         self.users.upsert(Self::user_key(query), |old| UserStrikes {
             tokens: old
                 .map_or(0, |old| old.tokens)
@@ -145,7 +145,7 @@ mod tests {
 
     /// A token of `sub` issued an hour ago.
     fn query(sub: &str, jti: &str) -> PermissionQuery {
-        let hour_ago = crate::jwt::now_secs() as i64 - 3600;
+        let hour_ago = crate::clock::now_secs() as i64 - 3600;
         query_issued("https://i", sub, jti, hour_ago)
     }
 
@@ -193,7 +193,7 @@ mod tests {
             "capped"
         );
         assert!(memory.user(&query("kp_2", "e")).is_none(), "per user");
-        let now = crate::jwt::now_secs() as i64;
+        let now = crate::clock::now_secs() as i64;
         let new_sign_in = query_issued("https://i", "kp_1", "fresh", now);
         assert!(
             memory.user(&new_sign_in).is_none(),

@@ -36,7 +36,7 @@ pub struct TokenBuilder {
 }
 
 pub(crate) fn now() -> i64 {
-    crate::jwt::now_secs() as i64
+    crate::clock::now_secs() as i64
 }
 
 fn jti() -> String {

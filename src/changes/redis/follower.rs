@@ -243,7 +243,7 @@ async fn lost_log(
 /// Applies entries in order, remembering the last id and number; a number that skips ahead
 /// means entries were deleted under us.
 fn apply(shared: &Shared, read: &mut Read, entries: &[Entry]) {
-    let oldest_kept = crate::freshness::unix_ms(SystemTime::now()) - retention_ms(shared);
+    let oldest_kept = crate::clock::unix_ms(SystemTime::now()) - retention_ms(shared);
     for entry in entries {
         // Entries missing right after one older than the retention were trimmed by time
         // (always a prefix of the stream): harmless. After a recent one, something lost them.

@@ -57,7 +57,7 @@ impl Outbox {
             let latest = queue.iter().map(|c| c.at_ms).max().unwrap_or(change.at_ms);
             let issuer = change.issuer.clone();
             queue.retain(keep);
-            let at = crate::freshness::from_unix_ms(latest.max(change.at_ms));
+            let at = crate::clock::from_unix_ms(latest.max(change.at_ms));
             let collapsed = Change::new(Target::Everyone, Action::Distrust, at);
             queue.push_front(collapsed.for_issuer(&issuer));
             tracing::warn!(target: "claimcheck::changes", capacity = CAPACITY, kept = queue.len(), "outbox full: held changes collapsed into one that distrusts every older token");
