@@ -89,7 +89,10 @@ impl Auth {
     pub async fn kinde(config: &KindeConfig) -> Result<Self, ConfigError> {
         let verifier = config.verifier().build()?;
         let live = config.live_check()?.build();
+        #[cfg(feature = "redis")]
         let redis = config.redis()?;
+        #[cfg(not(feature = "redis"))]
+        config.redis()?;
         verifier.warm_up().await;
         let auth = Self::new(verifier, live);
         #[cfg(feature = "redis")]
@@ -97,8 +100,6 @@ impl Auth {
             Some(redis) => auth.with_redis(redis),
             None => auth,
         };
-        #[cfg(not(feature = "redis"))]
-        let () = redis;
         Ok(auth)
     }
 

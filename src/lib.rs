@@ -20,6 +20,8 @@
 //! | `testing` | `FakeKinde` (feature `test-util`), `RedisServer` (with `redis`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
+// The library's lint block, as tower-http keeps one (tests and examples use `pub` freely).
+#![warn(unreachable_pub, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
 mod auth;

@@ -10,6 +10,7 @@ use crate::permission::Permission;
 
 /// Requires a permission on a route. See [`authz`](crate::authz).
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct RequirePermissionLayer<M = TokenTrusted> {
     permission: Permission,
     mode: M,

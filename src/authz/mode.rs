@@ -21,6 +21,7 @@ pub struct Strict {
 }
 
 /// What a mode can tell from the claims alone.
+#[derive(Debug)]
 pub enum Verdict {
     Decided(Decision),
     Live(LiveCheck, PermissionQuery, Priority),

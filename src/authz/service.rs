@@ -34,6 +34,16 @@ impl<S, M> RequirePermission<S, M> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the middleware, returning the wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePermission<S, M>

@@ -209,3 +209,12 @@ impl TokenBuilder {
         format!("{input}.{signature}")
     }
 }
+
+impl std::fmt::Debug for TokenBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenBuilder")
+            .field("header", &self.header)
+            .field("claims", &self.claims)
+            .finish_non_exhaustive()
+    }
+}

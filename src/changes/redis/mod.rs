@@ -66,6 +66,7 @@ const DEDUPE_FOR: Duration = Duration::from_secs(31 * 24 * 3600);
 /// # Ok::<(), claimcheck::ConfigError>(())
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct RedisConfig {
     client: redis::Client,
     prefix: String,
