@@ -2,7 +2,7 @@
 //!
 //! Every decision of a [`RequirePermissionLayer`](crate::authz::RequirePermissionLayer) is
 //! emitted as a `tracing` event (target `claimcheck::authz`, fields `decision`, `permission`,
-//! `source`, `age_ms`, `subject`) and inserted into the response extensions, allowed or not:
+//! `provenance`, `age_ms`, `subject`) and inserted into the response extensions, allowed or not:
 //!
 //! ```
 //! # async fn demo(response: http::Response<axum::body::Body>) {
@@ -10,7 +10,7 @@
 //!
 //! if let Some(decision) = response.extensions().get::<Decision>() {
 //!     if decision.outcome() == Outcome::Unavailable {
-//!         eprintln!("{} could not be checked ({})", decision.permission(), decision.source());
+//!         eprintln!("{} could not be checked ({})", decision.permission(), decision.provenance());
 //!     }
 //! }
 //! # }
@@ -48,10 +48,15 @@ impl Outcome {
     }
 }
 
-/// Where the permissions a decision used came from.
+/// The old name of [`Provenance`].
+#[deprecated(since = "0.3.0", note = "use `claimcheck::decision::Provenance`")]
+pub type Source = Provenance;
+
+/// Where the permissions a decision used came from: its provenance. ("Source" is kept for the
+/// [`PermissionSource`](crate::live::PermissionSource)s the live permissions come from.)
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub enum Provenance {
     /// The verified token's claims (`permissions`, or `scp` for machine tokens).
     Token,
     /// The live-permissions cache, filled by an earlier upstream call.
@@ -62,7 +67,7 @@ pub enum Source {
     Coalesced,
 }
 
-impl Source {
+impl Provenance {
     /// `token`, `live-cache`, `live` or `coalesced`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -74,7 +79,7 @@ impl Source {
     }
 }
 
-impl fmt::Display for Source {
+impl fmt::Display for Provenance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -85,7 +90,7 @@ impl fmt::Display for Source {
 pub struct Decision {
     outcome: Outcome,
     permission: Permission,
-    source: Source,
+    provenance: Provenance,
     age: Age,
 }
 
@@ -99,11 +104,16 @@ pub(crate) enum Age {
 }
 
 impl Decision {
-    pub(crate) fn new(outcome: Outcome, permission: Permission, source: Source, age: Age) -> Self {
+    pub(crate) fn new(
+        outcome: Outcome,
+        permission: Permission,
+        provenance: Provenance,
+        age: Age,
+    ) -> Self {
         Self {
             outcome,
             permission,
-            source,
+            provenance,
             age,
         }
     }
@@ -119,11 +129,17 @@ impl Decision {
     }
 
     /// Where the permissions came from (or, when unavailable, where they were sought).
-    pub fn source(&self) -> Source {
-        self.source
+    pub fn provenance(&self) -> Provenance {
+        self.provenance
     }
 
-    /// How old the data was: time since the token's `iat` for [`Source::Token`], since the
+    /// The old name of [`provenance`](Self::provenance).
+    #[deprecated(since = "0.3.0", note = "use `Decision::provenance`")]
+    pub fn source(&self) -> Provenance {
+        self.provenance
+    }
+
+    /// How old the data was: time since the token's `iat` for [`Provenance::Token`], since the
     /// upstream answered for the live sources. `None` when unknown or unavailable.
     pub fn age(&self) -> Option<Duration> {
         match self.age {
@@ -149,20 +165,20 @@ impl Decision {
         }
         let subject = subject();
         let age_ms = self.age().map(|age| age.as_millis() as u64);
-        let (decision, permission, source) = (
+        let (decision, permission, provenance) = (
             self.outcome.as_str(),
             self.permission.as_str(),
-            self.source.as_str(),
+            self.provenance.as_str(),
         );
         match self.outcome {
             Outcome::Unavailable => tracing::warn!(
                 target: "claimcheck::authz",
-                decision, permission, source, age_ms, subject,
+                decision, permission, provenance, age_ms, subject,
                 "authorization decision"
             ),
             _ => tracing::debug!(
                 target: "claimcheck::authz",
-                decision, permission, source, age_ms, subject,
+                decision, permission, provenance, age_ms, subject,
                 "authorization decision"
             ),
         }
@@ -176,10 +192,10 @@ mod tests {
     #[test]
     fn names_are_the_documented_ones() {
         let names: Vec<_> = [
-            Source::Token,
-            Source::LiveCache,
-            Source::Live,
-            Source::Coalesced,
+            Provenance::Token,
+            Provenance::LiveCache,
+            Provenance::Live,
+            Provenance::Coalesced,
         ]
         .iter()
         .map(|s| s.to_string())

@@ -11,7 +11,7 @@ use tower::Service;
 
 use super::mode::from_lookup;
 use super::service::{decide, subject};
-use crate::decision::{Age, Decision, Outcome, Source};
+use crate::decision::{Age, Decision, Outcome, Provenance};
 use crate::error::AuthError;
 use crate::live::{Lookup, SourceError};
 use crate::permission::Permission;
@@ -149,7 +149,7 @@ where
     } else {
         Outcome::Unavailable
     };
-    let decision = Decision::new(outcome, permission.clone(), Source::Live, Age::Unknown);
+    let decision = Decision::new(outcome, permission.clone(), Provenance::Live, Age::Unknown);
     decision.trace(|| subject(request));
     if error.is_refused() {
         tracing::debug!(

@@ -1,7 +1,7 @@
 //! The two ways a route decides: [`TokenTrusted`] and [`Strict`].
 
 use crate::claims::Claims;
-use crate::decision::{Age, Decision, Outcome, Source};
+use crate::decision::{Age, Decision, Outcome, Provenance};
 use crate::freshness::{Freshness, Staleness};
 use crate::live::{LiveCheck, Lookup, PermissionQuery, Priority};
 use crate::permission::Permission;
@@ -145,7 +145,7 @@ fn from_token(allowed: bool, claims: &Claims, permission: &Permission) -> Decisi
         Outcome::Deny
     };
     let age = claims.issued_at().map_or(Age::Unknown, Age::IssuedAt);
-    Decision::new(outcome, permission.clone(), Source::Token, age)
+    Decision::new(outcome, permission.clone(), Provenance::Token, age)
 }
 
 /// The decision a live answer makes.
@@ -158,7 +158,7 @@ pub(crate) fn from_lookup(lookup: &Lookup, permission: &Permission) -> Decision 
     Decision::new(
         outcome,
         permission.clone(),
-        lookup.source,
+        lookup.provenance,
         Age::Measured(lookup.age),
     )
 }

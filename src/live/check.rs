@@ -22,7 +22,7 @@ use super::flight::{self, Flights, Ticket};
 use super::invalidation::Invalidations;
 use super::refusal::Refusals;
 use super::{PermissionQuery, PermissionSource};
-use crate::decision::Source;
+use crate::decision::Provenance;
 use crate::permission::PermissionSet;
 
 const DEFAULT_TTL: Duration = Duration::from_secs(5);
@@ -89,10 +89,10 @@ impl Entry {
         }
     }
 
-    fn lookup(&self, source: Source) -> Lookup {
+    fn lookup(&self, provenance: Provenance) -> Lookup {
         Lookup {
             permissions: self.permissions.clone(),
-            source,
+            provenance,
             age: self.fetched_at.elapsed(),
         }
     }
@@ -103,8 +103,8 @@ impl Entry {
 pub struct Lookup {
     /// Every permission the user holds in the organization.
     pub permissions: Arc<PermissionSet>,
-    /// [`Source::LiveCache`], [`Source::Live`] or [`Source::Coalesced`].
-    pub source: Source,
+    /// [`Provenance::LiveCache`], [`Provenance::Live`] or [`Provenance::Coalesced`].
+    pub provenance: Provenance,
     /// Time since the upstream answered.
     pub age: Duration,
 }
@@ -228,7 +228,7 @@ impl LiveCheck {
             return Some(Err(refused));
         }
         let entry = self.inner.cached(&Key::of(query))?;
-        Some(Ok(entry.lookup(Source::LiveCache)))
+        Some(Ok(entry.lookup(Provenance::LiveCache)))
     }
 
     /// The user's permissions: from the cache, from a call already in flight, or from a new
@@ -255,7 +255,7 @@ impl LiveCheck {
                 started,
                 token,
             } = match Inner::join_or_start(&self.inner, &key, query, give_up, priority) {
-                Ok(Joined::Cached(entry)) => return Ok(entry.lookup(Source::LiveCache)),
+                Ok(Joined::Cached(entry)) => return Ok(entry.lookup(Provenance::LiveCache)),
                 Ok(Joined::Flight(ticket)) => ticket,
                 Err(error) => return Err(error),
             };
@@ -268,12 +268,12 @@ impl LiveCheck {
             let Some(answer) = answer else { continue };
             match answer.result {
                 Ok(entry) if self.inner.is_current(&key, entry.generation) => {
-                    let source = if started {
-                        Source::Live
+                    let provenance = if started {
+                        Provenance::Live
                     } else {
-                        Source::Coalesced
+                        Provenance::Coalesced
                     };
-                    return Ok(entry.lookup(source));
+                    return Ok(entry.lookup(provenance));
                 }
                 // Invalidated while in flight: look again.
                 Ok(_) => continue,

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::*;
 use crate::claims::Claims;
-use crate::decision::Source;
+use crate::decision::Provenance;
 
 fn query(sub: &str, org: &str) -> PermissionQuery {
     query_with(sub, org, "t")
@@ -139,8 +139,11 @@ async fn errors_are_never_cached() {
     assert!(live.lookup(&q).await.is_err());
     assert!(live.cached(&q).is_none());
     let lookup = live.lookup(&q).await.unwrap();
-    assert_eq!(lookup.source, Source::Live);
-    assert_eq!(live.lookup(&q).await.unwrap().source, Source::LiveCache);
+    assert_eq!(lookup.provenance, Provenance::Live);
+    assert_eq!(
+        live.lookup(&q).await.unwrap().provenance,
+        Provenance::LiveCache
+    );
     assert_eq!(source.calls.load(Ordering::SeqCst), 2);
 }
 
@@ -230,8 +233,8 @@ async fn a_refused_token_is_remembered_and_its_refusal_is_not_shared() {
     assert!(first.await.unwrap().unwrap_err().is_refused());
     let lookup = second.await.unwrap().unwrap();
     assert_eq!(
-        lookup.source,
-        Source::Live,
+        lookup.provenance,
+        Provenance::Live,
         "asked again, with its own token"
     );
     assert_eq!(source.calls.load(Ordering::SeqCst), 2);
@@ -287,7 +290,7 @@ async fn refusals_never_pause_the_source() {
         assert!(live.lookup(&q).await.unwrap_err().is_refused());
     }
     let lookup = live.lookup(&query_with("kp_victim", "org_1", "good")).await;
-    assert_eq!(lookup.unwrap().source, Source::Live);
+    assert_eq!(lookup.unwrap().provenance, Provenance::Live);
     assert_eq!(
         source.calls.load(Ordering::SeqCst),
         21,
@@ -304,7 +307,7 @@ async fn a_flight_overtaken_by_an_invalidation_is_replaced_not_joined() {
     // Arrives after the invalidation: starts its own call instead of waiting for the old one.
     let late = live.lookup(&q).await.unwrap();
     assert!(late.permissions.contains("v2"), "{late:?}");
-    assert_eq!(late.source, Source::Live);
+    assert_eq!(late.provenance, Provenance::Live);
     gate.notify_one();
     let early = early.await.unwrap().unwrap();
     assert!(early.permissions.contains("v2"), "{early:?}");

@@ -105,7 +105,7 @@ async fn expose_decision(mut response: Response) -> Response {
         headers.insert("x-decision", decision.outcome().as_str().parse().unwrap());
         headers.insert(
             "x-decision-source",
-            decision.source().as_str().parse().unwrap(),
+            decision.provenance().as_str().parse().unwrap(),
         );
         if let Some(age) = decision.age() {
             headers.insert(
