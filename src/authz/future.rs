@@ -9,9 +9,8 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::mode::from_lookup;
-use super::service::{decide, subject};
-use crate::decision::{Age, Decision, Outcome, Provenance};
+use super::decide::{self, Next};
+use crate::decision::Decision;
 use crate::error::AuthError;
 use crate::live::{Lookup, SourceError};
 use crate::permission::Permission;
@@ -50,16 +49,20 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn call(future: S::Future, decision: Decision) -> Self {
-        Self {
-            state: State::Called {
-                future,
-                decision: Some(decision),
+    /// Carries out what was decided: calls `service`, or rejects.
+    pub(super) fn next(next: Next, req: Request<ReqBody>, service: &mut S) -> Self {
+        match next {
+            Next::Call(decision) => Self {
+                state: State::Called {
+                    future: service.call(req),
+                    decision: Some(decision),
+                },
             },
+            Next::Reject(error, decision) => Self::reject(error, decision),
         }
     }
 
-    pub(crate) fn reject(error: AuthError, decision: Option<Decision>) -> Self {
+    pub(super) fn reject(error: AuthError, decision: Option<Decision>) -> Self {
         Self {
             state: State::Rejected {
                 error: Some(error),
@@ -68,7 +71,7 @@ where
         }
     }
 
-    pub(crate) fn checking(
+    pub(super) fn checking(
         check: Check,
         permission: Permission,
         request: Request<ReqBody>,
@@ -123,46 +126,11 @@ where
                     let request = request
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let next = match looked_up {
-                        Ok(lookup) => decide(from_lookup(&lookup, permission), request, service),
-                        Err(error) => failed(&error, permission, &request),
-                    };
-                    this.state.set(next.state);
+                    let next = decide::after_lookup(looked_up, permission, &request);
+                    let state = Self::next(next, request, service).state;
+                    this.state.set(state);
                 }
             }
         }
     }
-}
-
-/// The answer when the live source gave no permissions: 503 when it is unavailable, 401 when it
-/// refused the caller's token.
-pub(super) fn failed<S, ReqBody>(
-    error: &SourceError,
-    permission: &Permission,
-    request: &Request<ReqBody>,
-) -> ResponseFuture<S, ReqBody>
-where
-    S: Service<Request<ReqBody>>,
-{
-    let outcome = if error.is_refused() {
-        Outcome::Refused
-    } else {
-        Outcome::Unavailable
-    };
-    let decision = Decision::new(outcome, permission.clone(), Provenance::Live, Age::Unknown);
-    decision.trace(|| subject(request));
-    if error.is_refused() {
-        tracing::debug!(
-            target: "claimcheck::authz",
-            reason = error.reason(),
-            "live permissions refused the caller's token"
-        );
-    } else {
-        tracing::warn!(
-            target: "claimcheck::authz",
-            reason = error.reason(),
-            "live permissions unavailable: failing closed"
-        );
-    }
-    ResponseFuture::reject(error.to_auth_error(), Some(decision))
 }

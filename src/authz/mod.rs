@@ -41,6 +41,7 @@
 //! because `route_layer` applies to every method registered so far. Put the layer on the
 //! handler (`get(a.layer(x)).post(b.layer(y))`) to scope it to one method.
 
+mod decide;
 mod future;
 mod layer;
 mod mode;

@@ -1,9 +1,10 @@
 //! The two ways a route decides: [`TokenTrusted`] and [`Strict`].
 
+use super::decide::{from_scopes, from_token};
 use crate::claims::Claims;
-use crate::decision::{Age, Decision, Outcome, Provenance};
+use crate::decision::Decision;
 use crate::freshness::{Freshness, Staleness};
-use crate::live::{LiveCheck, Lookup, PermissionQuery, Priority};
+use crate::live::{LiveCheck, PermissionQuery, Priority};
 use crate::permission::Permission;
 
 /// Mode of a route that trusts the verified token's claims. See [`authz`](super).
@@ -131,34 +132,4 @@ fn live_or_deny(
         // No `sub` and not a machine token: there is nobody to look up.
         None => Verdict::Decided(from_token(false, claims, permission)),
     }
-}
-
-fn from_scopes(claims: &Claims, permission: &Permission) -> Decision {
-    let allowed = claims.scopes().iter().any(|s| s == permission.as_str());
-    from_token(allowed, claims, permission)
-}
-
-fn from_token(allowed: bool, claims: &Claims, permission: &Permission) -> Decision {
-    let outcome = if allowed {
-        Outcome::Allow
-    } else {
-        Outcome::Deny
-    };
-    let age = claims.issued_at().map_or(Age::Unknown, Age::IssuedAt);
-    Decision::new(outcome, permission.clone(), Provenance::Token, age)
-}
-
-/// The decision a live answer makes.
-pub(crate) fn from_lookup(lookup: &Lookup, permission: &Permission) -> Decision {
-    let outcome = if lookup.permissions.contains(permission.as_str()) {
-        Outcome::Allow
-    } else {
-        Outcome::Deny
-    };
-    Decision::new(
-        outcome,
-        permission.clone(),
-        lookup.provenance,
-        Age::Measured(lookup.age),
-    )
 }

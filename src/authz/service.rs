@@ -7,9 +7,9 @@ use http::{Request, Response};
 use tower::Service;
 
 use super::ResponseFuture;
-use super::mode::{Mode, Verdict, from_lookup};
+use super::decide;
+use super::mode::{Mode, Verdict};
 use crate::claims::Claims;
-use crate::decision::Decision;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::permission::Permission;
 
@@ -72,9 +72,10 @@ where
         let decision = match self.mode.verdict(claims, &self.permission) {
             Verdict::Decided(decision) => decision,
             Verdict::Live(live, query, priority) => match live.peek(&query) {
-                Some(Ok(lookup)) => from_lookup(&lookup, &self.permission),
+                Some(Ok(lookup)) => decide::from_lookup(&lookup, &self.permission),
                 Some(Err(refused)) => {
-                    return super::future::failed(&refused, &self.permission, &req);
+                    let next = decide::failed(&refused, &self.permission, &req);
+                    return ResponseFuture::next(next, req, &mut self.inner);
                 }
                 None => {
                     let check = Box::pin(async move { live.lookup_with(&query, priority).await });
@@ -85,33 +86,7 @@ where
                 }
             },
         };
-        decide(decision, req, &mut self.inner)
+        let next = decide::next(decision, &req);
+        ResponseFuture::next(next, req, &mut self.inner)
     }
-}
-
-/// Calls `service` if `decision` allows, answers the rejection otherwise; traces either way.
-pub(super) fn decide<S, ReqBody, ResBody>(
-    decision: Decision,
-    req: Request<ReqBody>,
-    service: &mut S,
-) -> ResponseFuture<S, ReqBody>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-{
-    decision.trace(|| subject(&req));
-    match decision.outcome() {
-        crate::decision::Outcome::Allow => ResponseFuture::call(service.call(req), decision),
-        _ => {
-            let error = AuthError::insufficient_scope(decision.permission().as_str());
-            ResponseFuture::reject(error, Some(decision))
-        }
-    }
-}
-
-/// Who the request is from, for logs: `sub`, or `azp` for machine tokens.
-pub(super) fn subject<B>(req: &Request<B>) -> &str {
-    req.extensions()
-        .get::<Claims>()
-        .and_then(|c| c.subject().or(c.authorized_party()))
-        .unwrap_or("")
 }
