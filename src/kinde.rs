@@ -47,14 +47,14 @@ impl KindeConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let issuer = issuer.into().trim_end_matches('/').to_owned();
+        let issuer = crate::upstream::issuer_base(&issuer.into()).to_owned();
         crate::upstream::check_url("KINDE_ISSUER_URL", &issuer)?;
         let audiences: Vec<String> = audiences.into_iter().map(Into::into).collect();
         if audiences.is_empty() || audiences.iter().any(String::is_empty) {
             return Err(ConfigError::Missing("KINDE_AUDIENCE"));
         }
         Ok(Self {
-            jwks_url: format!("{issuer}/.well-known/jwks.json"),
+            jwks_url: crate::upstream::default_jwks_url(&issuer),
             issuer,
             audiences,
             management: None,

@@ -32,6 +32,28 @@ pub(crate) fn check_url(setting: &'static str, url: &str) -> Result<url::Url, Co
     }
 }
 
+/// Connect timeout of the permissions APIs (Management and Account).
+pub(crate) const API_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Whole-request timeout of the permissions APIs (a lookup's own deadline is usually shorter).
+pub(crate) const API_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest body accepted from the permissions APIs.
+pub(crate) const API_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The issuer without trailing `/`, the base every Kinde URL is built on.
+pub(crate) fn issuer_base(issuer: &str) -> &str {
+    issuer.trim_end_matches('/')
+}
+
+/// Kinde's JWKS location for `issuer`: `{issuer}/.well-known/jwks.json`.
+pub(crate) fn default_jwks_url(issuer: &str) -> String {
+    format!("{}/.well-known/jwks.json", issuer_base(issuer))
+}
+
+/// A client for the permissions APIs (Management and Account): their timeouts, no redirects.
+pub(crate) fn api_client() -> Result<reqwest::Client, reqwest::Error> {
+    client(API_CONNECT_TIMEOUT, API_TIMEOUT)
+}
+
 /// A client that never follows redirects and gives up after `timeout`.
 pub(crate) fn client(
     connect_timeout: Duration,

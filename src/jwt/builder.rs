@@ -201,11 +201,11 @@ impl VerifierBuilder {
     /// Checks the settings and builds the verifier. No network traffic happens here; call
     /// [`Verifier::warm_up`] to fetch the keys before serving.
     pub fn build(self) -> Result<Verifier, ConfigError> {
-        let issuer = self.issuer.trim_end_matches('/').to_owned();
+        let issuer = crate::upstream::issuer_base(&self.issuer).to_owned();
         crate::upstream::check_url("issuer", &issuer)?;
         let jwks_url = self
             .jwks_url
-            .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
+            .unwrap_or_else(|| crate::upstream::default_jwks_url(&issuer));
         let jwks_url = crate::upstream::check_url("jwks_url", &jwks_url)?;
         if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
             return Err(ConfigError::Missing("audience"));

@@ -1,7 +1,6 @@
 //! [`KindeAccountApi`]: live permissions from Kinde's Account API, with the caller's token.
 
 use std::fmt;
-use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
@@ -12,9 +11,6 @@ use crate::error::ConfigError;
 use crate::permission::PermissionSet;
 use crate::upstream;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-const TIMEOUT: Duration = Duration::from_secs(2);
-const MAX_BODY_BYTES: usize = 1024 * 1024;
 const DEFAULT_PAGE_SIZE: u32 = 100;
 /// More pages than this is taken as a broken cursor, not as a user with that many permissions.
 const MAX_PAGES: usize = 50;
@@ -70,7 +66,7 @@ impl KindeAccountApi {
     pub fn new(issuer: &str) -> Result<Self, ConfigError> {
         let base = upstream::check_url("issuer", issuer)?;
         let url = upstream::join(&base, &["account_api", "v1", "permissions"]);
-        let client = upstream::client(CONNECT_TIMEOUT, TIMEOUT)
+        let client = upstream::api_client()
             .map_err(|e| ConfigError::invalid("http client", e.to_string()))?;
         Ok(Self {
             client,
@@ -98,7 +94,7 @@ impl KindeAccountApi {
                 }
             }
             let request = self.client.get(url).bearer_auth(token);
-            let page: Page = upstream::json(request, MAX_BODY_BYTES)
+            let page: Page = upstream::json(request, upstream::API_MAX_BODY_BYTES)
                 .await
                 .map_err(refusal_or_failure)?;
             keys.extend(page.data.permissions.unwrap_or_default());

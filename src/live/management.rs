@@ -14,9 +14,6 @@ use crate::error::ConfigError;
 use crate::permission::PermissionSet;
 use crate::upstream;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-const TIMEOUT: Duration = Duration::from_secs(2);
-const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// A machine token is replaced this long before it expires (or at half its life if shorter).
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
@@ -95,9 +92,9 @@ impl KindeManagementApi {
             ));
         }
         let token_url = upstream::join(&base, &["oauth2", "token"]);
-        let client = upstream::client(CONNECT_TIMEOUT, TIMEOUT)
+        let client = upstream::api_client()
             .map_err(|e| ConfigError::invalid("http client", e.to_string()))?;
-        let audience = format!("{}/api", issuer.trim_end_matches('/'));
+        let audience = format!("{}/api", upstream::issuer_base(issuer));
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -143,7 +140,7 @@ impl KindeManagementApi {
         request: reqwest::RequestBuilder,
     ) -> Result<T, SourceError> {
         let bearer = self.inner.bearer().await?;
-        match upstream::json::<T>(request.bearer_auth(bearer), MAX_BODY_BYTES).await {
+        match upstream::json::<T>(request.bearer_auth(bearer), upstream::API_MAX_BODY_BYTES).await {
             Ok(body) => Ok(body),
             Err(failure) => {
                 if failure.status == Some(401) {
@@ -192,20 +189,19 @@ impl Inner {
                 "application/x-www-form-urlencoded",
             )
             .body(form);
-        let response: TokenResponse =
-            upstream::json(request, MAX_BODY_BYTES)
-                .await
-                .map_err(|failure| {
-                    if matches!(failure.status, Some(400 | 401 | 403)) {
-                        tracing::error!(
-                            target: "claimcheck::live",
-                            client_id = %self.client_id,
-                            reason = %failure.reason,
-                            "Kinde refused the management client credentials"
-                        );
-                    }
-                    SourceError::from(failure)
-                })?;
+        let response: TokenResponse = upstream::json(request, upstream::API_MAX_BODY_BYTES)
+            .await
+            .map_err(|failure| {
+                if matches!(failure.status, Some(400 | 401 | 403)) {
+                    tracing::error!(
+                        target: "claimcheck::live",
+                        client_id = %self.client_id,
+                        reason = %failure.reason,
+                        "Kinde refused the management client credentials"
+                    );
+                }
+                SourceError::from(failure)
+            })?;
         if response.access_token.is_empty() {
             return Err(SourceError::unavailable("empty machine token"));
         }
