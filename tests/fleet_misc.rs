@@ -68,10 +68,10 @@ async fn no_task_or_connection_outlives_the_auth() {
     );
     drop(auth);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        redis_clients(&redis).await.len(),
-        2,
-        "the layer and receiver keep it alive"
+    let alive = redis_clients(&redis).await;
+    assert!(
+        alive.iter().any(|l| l.contains("name=claimcheck-follower")),
+        "the layer and receiver keep the follower alive: {alive:#?}"
     );
     drop((layer, receiver));
     let start = std::time::Instant::now();

@@ -52,10 +52,11 @@ async fn session(shared: &Shared, read: &mut Read, retry: &mut Duration) -> redi
     let block = shared.config.block();
     // Its own connection: a blocking read would delay every command pipelined behind it. A
     // silent connection (a host replaced behind its address, a dropped route) is given up a
-    // block period after its blocking read should have returned.
+    // block period (at least half a second: a busy machine is not a dead link) after its
+    // blocking read should have returned.
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(shared.config.cut_off_after))
-        .set_response_timeout(Some(block * 2));
+        .set_response_timeout(Some(block + block.max(Duration::from_millis(500))));
     let client = &shared.config.client;
     let mut conn = match client
         .get_multiplexed_async_connection_with_config(&config)

@@ -152,8 +152,9 @@ impl RedisConfig {
     /// How long a replica that starts in a log whose epoch has just begun (Redis restarted
     /// empty, or a first deployment) waits before trusting claims (default: three block
     /// periods plus a second, 4 s with the default bound): replicas that were running when the
-    /// previous log vanished give up a silent connection (two block periods), pause (at most
-    /// one), reconnect and record the loss within that, and this replica must read it first.
+    /// previous log vanished give up a silent connection (a block period plus the longer of a
+    /// block period and half a second), pause (at most one), reconnect and record the loss
+    /// within that, and this replica must read it first.
     /// Token-trusted routes decide live meanwhile.
     pub fn new_epoch_grace(mut self, grace: Duration) -> Self {
         self.new_epoch_grace = Some(grace);
@@ -177,7 +178,8 @@ impl RedisConfig {
     }
 
     /// How long one blocking read waits: a quarter of the cut-off bound, at most a second. A
-    /// silent connection is given up after two, and reconnections pause at most one.
+    /// silent connection is given up after two (at least 0.5 s past one), and reconnections
+    /// pause at most one.
     fn block(&self) -> Duration {
         (self.cut_off_after / 4).min(Duration::from_secs(1))
     }
