@@ -129,13 +129,13 @@ async fn a_rewound_log_hidden_by_one_append_is_found() {
 #[tokio::test]
 async fn trimming_old_entries_during_a_replay_is_not_a_gap() {
     let mut fleet = Fleet::start(0).await;
-    fleet.lifetime = Some(Duration::from_secs(1));
+    fleet.lifetime = Some(Duration::from_millis(400));
     fleet.add().await;
     let mut conn = admin(&fleet.redis.url()).await;
-    // 40 000 entries, appended with a long retention so nothing is trimmed yet.
+    // 20 000 entries, appended with a long retention so nothing is trimmed yet.
     let script = append_script();
     let stream = format!("{}:log", fleet.prefix);
-    for _ in 0..8 {
+    for _ in 0..4 {
         let mut pipe = redis::pipe();
         for _ in 0..5_000 {
             pipe.invoke_script(
@@ -167,8 +167,8 @@ async fn trimming_old_entries_during_a_replay_is_not_a_gap() {
             .unwrap();
         let _: redis::Value = pipe.query_async(&mut conn).await.unwrap();
     }
-    // Every entry is now older than the retention (1 s).
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // Every entry is now older than the retention (400 ms).
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let c = fleet.replica().await;
     let mut trimmed_mid_replay = false;
     for _ in 0..2_000 {
@@ -178,7 +178,7 @@ async fn trimming_old_entries_during_a_replay_is_not_a_gap() {
         }
         if applied > 200 {
             // An ordinary append with the real retention: trims every old node.
-            raw_append(&mut conn, &fleet.prefix, &record("new"), 1_000).await;
+            raw_append(&mut conn, &fleet.prefix, &record("new"), 400).await;
             trimmed_mid_replay = true;
             break;
         }
