@@ -128,6 +128,15 @@ where
         value
     }
 
+    /// Remembers `value` for `key`, or keeps the remembered one if it is larger: a mark that
+    /// never moves back. Atomic per key.
+    pub(crate) fn raise(&self, key: K, value: V) -> V
+    where
+        V: Ord + Copy,
+    {
+        self.upsert(key, |old| old.map_or(value, |old| (*old).max(value)))
+    }
+
     /// Remembers `key` unless it is remembered already; whether it was new. Of concurrent calls
     /// for one key, exactly one finds it new.
     pub(crate) fn insert_new(&self, key: K, value: V) -> bool {

@@ -43,15 +43,12 @@ impl Lockouts {
 
     /// Tokens of `user_id` issued up to `at_ms` are refused. Never moves back.
     pub(super) fn lock_out_user(&self, user_id: &str, at_ms: i64) {
-        self.users.upsert(user_id.into(), |old| {
-            old.map_or(at_ms, |old| (*old).max(at_ms))
-        });
+        self.users.raise(user_id.into(), at_ms);
     }
 
     /// The token whose `jti` is `jti` is refused; `at_ms` is when it was revoked.
     pub(super) fn revoke_token(&self, jti: &str, at_ms: i64) {
-        self.tokens
-            .upsert(jti.into(), |old| old.map_or(at_ms, |old| (*old).max(at_ms)));
+        self.tokens.raise(jti.into(), at_ms);
     }
 
     /// Whether `claims` belong to a locked-out user (and were issued up to the lock-out; a

@@ -135,9 +135,7 @@ impl Freshness {
     pub fn lock_out_user(&self, user_id: &str, at: SystemTime) {
         let at = unix_ms(at);
         self.inner.lockouts.lock_out_user(user_id, at);
-        self.inner
-            .users
-            .upsert(user_id.into(), |old| old.map_or(at, |old| (*old).max(at)));
+        self.inner.users.raise(user_id.into(), at);
     }
 
     /// The token whose `jti` claim is `jti` is refused outright until the longest token
@@ -171,7 +169,7 @@ impl Freshness {
 
     fn mark(&self, marks: &Marks, key: &str, at: SystemTime) {
         let at = unix_ms(at);
-        marks.upsert(key.into(), |old| old.map_or(at, |old| (*old).max(at)));
+        marks.raise(key.into(), at);
     }
 
     /// How long a watermark or lock-out is kept: the longest token lifetime.
