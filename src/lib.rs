@@ -39,6 +39,7 @@ pub mod kinde;
 pub mod live;
 pub mod permission;
 mod recent;
+mod single_flight;
 mod upstream;
 pub mod webhook;
 

@@ -8,8 +8,7 @@
 //! received from a joined flight sends the caller round again, with its own token.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
@@ -24,6 +23,7 @@ use super::refusal::Refusals;
 use super::{PermissionQuery, PermissionSource};
 use crate::decision::Provenance;
 use crate::permission::PermissionSet;
+use crate::single_flight::{Landed, Missed};
 
 const DEFAULT_TTL: Duration = Duration::from_secs(5);
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
@@ -46,8 +46,7 @@ pub(super) struct Inner {
     cache: Option<Cache<Key, Entry>>,
     ttl: Duration,
     deadline: Duration,
-    flights: Mutex<Flights>,
-    next_flight: AtomicU64,
+    flights: Flights,
     breaker: Breaker,
     invalidations: Invalidations,
     refusals: Option<Refusals>,
@@ -191,8 +190,7 @@ impl LiveCheckBuilder {
                 cache,
                 ttl: self.ttl,
                 deadline: self.deadline,
-                flights: Mutex::new(Flights::new()),
-                next_flight: AtomicU64::new(0),
+                flights: Flights::new(),
                 breaker: Breaker::new(self.backoff),
                 invalidations: Invalidations::new(horizon, self.capacity.max(1_000)),
                 refusals: Refusals::new(self.refusal_memory),
@@ -250,23 +248,23 @@ impl LiveCheck {
         let key = Key::of(query);
         let give_up = Instant::now() + self.inner.deadline;
         loop {
-            let Ticket {
-                mut answer,
-                started,
-                token,
-            } = match Inner::join_or_start(&self.inner, &key, query, give_up, priority) {
+            let ticket = match Inner::join_or_start(&self.inner, &key, query, give_up, priority) {
                 Ok(Joined::Cached(entry)) => return Ok(entry.lookup(Provenance::LiveCache)),
                 Ok(Joined::Flight(ticket)) => ticket,
                 Err(error) => return Err(error),
             };
-            let waited = tokio::time::timeout_at(give_up, answer.wait_for(Option::is_some)).await;
-            let answer = match waited {
-                Err(_) => return Err(SourceError::unavailable("deadline passed")),
-                Ok(Err(_)) => return Err(SourceError::unavailable("fetch ended without answer")),
-                Ok(Ok(answer)) => answer.clone(),
+            let Landed {
+                value,
+                meta,
+                started,
+            } = match ticket.wait(give_up).await {
+                Ok(landed) => landed,
+                Err(Missed::Deadline) => return Err(SourceError::unavailable("deadline passed")),
+                Err(Missed::Lost) => {
+                    return Err(SourceError::unavailable("fetch ended without answer"));
+                }
             };
-            let Some(answer) = answer else { continue };
-            match answer.result {
+            match value {
                 Ok(entry) if self.inner.is_current(&key, entry.generation) => {
                     let provenance = if started {
                         Provenance::Live
@@ -278,7 +276,7 @@ impl LiveCheck {
                 // Invalidated while in flight: look again.
                 Ok(_) => continue,
                 // Another caller's token was refused, not ours: ask with ours.
-                Err(error) if error.is_refused() && token != *query.access_token() => continue,
+                Err(error) if error.is_refused() && meta.token != *query.access_token() => continue,
                 Err(error) => return Err(error),
             }
         }
@@ -316,20 +314,12 @@ enum Joined {
 }
 
 impl Inner {
-    pub(super) fn flights(&self) -> MutexGuard<'_, Flights> {
-        self.flights.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub(super) fn source(&self) -> &dyn PermissionSource {
         &*self.source
     }
 
     pub(super) fn breaker(&self) -> &Breaker {
         &self.breaker
-    }
-
-    pub(super) fn next_flight_id(&self) -> u64 {
-        self.next_flight.fetch_add(1, Ordering::Relaxed)
     }
 
     pub(super) fn generation(&self) -> u64 {
@@ -381,16 +371,17 @@ impl Inner {
         give_up: Instant,
         priority: Priority,
     ) -> Result<Joined, SourceError> {
-        let flights = this.flights();
+        let flights = this.flights.lock();
         // Looked up again under the lock: a flight may have just filled the cache.
         if let Some(entry) = this.cached(key) {
             return Ok(Joined::Cached(entry));
         }
-        if let Some(flight) = flights.get(key) {
-            // A flight that started before an invalidation is replaced, not joined.
-            if this.is_current(key, flight.generation()) {
-                return Ok(Joined::Flight(flight.join()));
-            }
+        // A flight that started before an invalidation is replaced, not joined.
+        if let Some(meta) = flights.meta(key)
+            && this.is_current(key, meta.generation)
+            && let Some(ticket) = flights.join(key)
+        {
+            return Ok(Joined::Flight(ticket));
         }
         if let Some(refused) = this.refusals.as_ref().and_then(|r| r.user(query)) {
             return Err(refused);
