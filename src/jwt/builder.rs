@@ -1,13 +1,12 @@
 //! [`VerifierBuilder`]: every verification setting, with its default.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::Verifier;
 use super::cache::TokenCache;
 use super::jwk::Algorithm;
 use super::keys::{KeyStore, KeyTiming};
-use super::source::{FetchLimits, HttpJwksSource, Published};
+use super::source::{FetchLimits, HttpJwksSource};
 use super::verifier::Inner;
 use crate::bearer::DEFAULT_MAX_TOKEN_BYTES;
 use crate::error::ConfigError;
@@ -72,6 +71,8 @@ impl Verifier {
                 cold_retry: Duration::from_secs(1),
                 negative_ttl: Duration::from_secs(5),
                 refresh_interval: Duration::from_secs(600),
+                // Set by `build` from the fetch timeout.
+                fetch_deadline: Duration::ZERO,
             },
             limits: FetchLimits {
                 connect_timeout: Duration::from_secs(2),
@@ -235,14 +236,14 @@ impl VerifierBuilder {
         if let Some((setting, _)) = timings.iter().find(|(_, d)| *d > MAX_TIMING) {
             return Err(ConfigError::invalid(setting, "at most 24 h"));
         }
-        let published = Arc::new(Published::new());
-        let source = HttpJwksSource::new(
-            jwks_url,
-            &self.limits,
-            self.algorithms.clone(),
-            published.clone(),
-        )
-        .map_err(|e| ConfigError::invalid("jwks http client", e.to_string()))?;
+        let source = HttpJwksSource::new(jwks_url, &self.limits, self.algorithms.clone())
+            .map_err(|e| ConfigError::invalid("jwks http client", e.to_string()))?;
+        // A fetch is abandoned a second past its own HTTP timeout (an hour at most).
+        let timing = KeyTiming {
+            fetch_deadline: (self.limits.timeout.saturating_add(Duration::from_secs(1)))
+                .min(Duration::from_secs(3600)),
+            ..self.timing
+        };
         let leeway = self.leeway.as_secs();
         let cache = (self.cache_max_bytes > 0).then(|| {
             TokenCache::new(
@@ -258,7 +259,7 @@ impl VerifierBuilder {
             leeway,
             max_token_age: self.max_token_age.map(|age| age.as_secs()),
             max_token_bytes: self.max_token_bytes,
-            keys: KeyStore::new(source, published, self.timing),
+            keys: KeyStore::new(source, timing),
             cache,
         }))
     }

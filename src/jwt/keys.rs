@@ -1,11 +1,11 @@
 //! [`KeyStore`]: the issuer's signing keys, by kid.
 //!
-//! Reads are a map lookup behind an `RwLock<Arc<…>>` that is only written when a fetch
-//! completes, so a request with a known kid never waits for the network. Fetches go through
-//! jwks_client_rs with our [`HttpJwksSource`]; around it the store adds what that crate lacks:
+//! Reads are a map lookup in the [`Published`] keys, so a request with a known kid never waits
+//! for the network. Fetches call our [`HttpJwksSource`] (jwks_client_rs's `JwksSource`); around
+//! it the store adds what jwks_client_rs's client lacks:
 //!
-//! - **single flight**: one fetch at a time, run in a spawned task that owns the lock, so a
-//!   cancelled request cannot cancel a fetch others wait for;
+//! - **single flight**: one fetch at a time (the crate's [`SingleFlight`]), in its own task, so
+//!   a cancelled request cannot cancel a fetch others wait for;
 //! - **cooldown**: after a fetch, an unknown kid causes no new fetch for `cooldown`
 //!   (default 30 s); while no key set was ever obtained, `cold_retry` (default 1 s) applies;
 //! - **negative cache**: a kid that was still unknown after a fetch is answered from memory for
@@ -13,21 +13,24 @@
 //! - **background refresh**: a set older than `refresh_interval` (default 10 min) is refetched
 //!   in the background while the current keys keep serving, whether requests look keys up or
 //!   are served from the verified-token cache;
-//! - **stale-if-error**: a failed fetch keeps the last good keys.
+//! - **stale-if-error**: a failed fetch publishes nothing, so the last good keys stay.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use jwks_client_rs::JwksClient;
+use jwks_client_rs::source::JwksSource;
 use moka::sync::Cache;
+use tokio::time::Instant;
 
 use super::jwk::VerifyingKey;
-use super::source::{HttpJwksSource, Published};
+use super::published::Published;
+use super::source::HttpJwksSource;
 use crate::clock::now_ms;
+use crate::single_flight::{Ended, SingleFlight, Waiter};
 
-/// A kid no JWKS can contain: asking jwks_client_rs for it always fetches.
-const FETCH_KID: &str = "\u{0}claimcheck-fetch";
+/// The one JWKS fetch under way, if any: no key, no meta, no answer but what it publishes.
+type Fetches = SingleFlight<(), (), ()>;
 
 /// Why no key could be found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,8 @@ pub(crate) struct KeyTiming {
     pub(crate) cold_retry: Duration,
     pub(crate) negative_ttl: Duration,
     pub(crate) refresh_interval: Duration,
+    /// How long a fetch may take before it is abandoned (and callers waiting for it give up).
+    pub(crate) fetch_deadline: Duration,
 }
 
 /// The issuer's signing keys. Cheap to clone.
@@ -54,11 +59,12 @@ pub struct KeyStore {
 }
 
 struct Inner {
-    client: JwksClient<HttpJwksSource>,
-    published: Arc<Published>,
+    source: HttpJwksSource,
+    published: Published,
     negative: Cache<Box<str>, ()>,
-    fetch_lock: Arc<tokio::sync::Mutex<()>>,
-    last_attempt: Mutex<Option<Instant>>,
+    fetches: Fetches,
+    /// When the last fetch started (the wall of the cooldown; not Tokio's clock).
+    last_attempt: Mutex<Option<std::time::Instant>>,
     /// Unix milliseconds after which the key set should be refreshed (`u64::MAX` until a set
     /// was fetched: nothing to refresh yet).
     refresh_due_ms: AtomicU64,
@@ -66,24 +72,17 @@ struct Inner {
 }
 
 impl KeyStore {
-    pub(crate) fn new(
-        source: HttpJwksSource,
-        published: Arc<Published>,
-        timing: KeyTiming,
-    ) -> Self {
-        let client = JwksClient::builder()
-            .time_to_live(timing.refresh_interval)
-            .build(source);
+    pub(crate) fn new(source: HttpJwksSource, timing: KeyTiming) -> Self {
         let negative = Cache::builder()
             .max_capacity(10_000)
             .time_to_live(timing.negative_ttl.max(Duration::from_millis(1)))
             .build();
         Self {
             inner: Arc::new(Inner {
-                client,
-                published,
+                source,
+                published: Published::new(),
                 negative,
-                fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
+                fetches: Fetches::new(),
                 last_attempt: Mutex::new(None),
                 refresh_due_ms: AtomicU64::new(u64::MAX),
                 timing,
@@ -127,16 +126,7 @@ impl KeyStore {
         if self.inner.negative.contains_key(kid) {
             return Err(self.miss());
         }
-        let guard = self.inner.fetch_lock.clone().lock_owned().await;
-        // Whoever held the lock may have fetched the key we want.
-        if let Some(key) = self.get_now(kid) {
-            return Ok(key);
-        }
-        if self.may_fetch() {
-            self.fetch(guard).await;
-        } else {
-            drop(guard);
-        }
+        self.fetch_if_allowed().await;
         match self.get_now(kid) {
             Some(key) => Ok(key),
             None => {
@@ -153,10 +143,7 @@ impl KeyStore {
     /// Fetches the key set now unless one was fetched within the cooldown. Returns whether
     /// any key set is available afterwards.
     pub async fn warm_up(&self) -> bool {
-        let guard = self.inner.fetch_lock.clone().lock_owned().await;
-        if self.may_fetch() {
-            self.fetch(guard).await;
-        }
+        self.fetch_if_allowed().await;
         self.has_keys()
     }
 
@@ -205,38 +192,72 @@ impl KeyStore {
         last.is_none_or(|at| at.elapsed() >= wait)
     }
 
-    /// Runs one fetch in a task that owns the lock; waits for it.
-    async fn fetch(&self, guard: tokio::sync::OwnedMutexGuard<()>) {
+    /// Waits for the fetch under way, or for one started now if the cooldown allows; returns
+    /// at once otherwise.
+    async fn fetch_if_allowed(&self) {
+        let Some(waiter) = self.join_or_start() else {
+            return;
+        };
+        // A fetch that overran its deadline is abandoned: what is published then is the answer.
+        let _ = waiter
+            .wait(Instant::now() + self.inner.timing.fetch_deadline)
+            .await;
+    }
+
+    /// Joins the fetch under way, or starts one if the cooldown allows (decided under the
+    /// single flight's lock, so two callers never both start one).
+    fn join_or_start(&self) -> Option<Waiter<(), ()>> {
+        let flights = self.inner.fetches.lock();
+        if let Some(waiter) = flights.join(&()) {
+            return Some(waiter);
+        }
+        if !self.may_fetch() {
+            return None;
+        }
         *self
             .inner
             .last_attempt
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        let inner = self.inner.clone();
-        let task = tokio::spawn(async move {
-            // The source publishes what it fetched; the answer for this kid is not needed.
-            let _ = inner.client.get(FETCH_KID).await;
-            // Due again a refresh interval after the set we hold was fetched.
-            if let Some(age) = inner.published.current().fetched_at.map(|at| at.elapsed()) {
-                let wait = inner.timing.refresh_interval.saturating_sub(age);
-                let due =
-                    now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
-                inner.refresh_due_ms.store(due, Ordering::Relaxed);
+            .unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+        let give_up = Instant::now() + self.inner.timing.fetch_deadline;
+        let call = {
+            let inner = self.inner.clone();
+            async move {
+                // A failure was logged, with its reason, by the source; the last good keys stay.
+                if let Ok(set) = inner.source.fetch_keys().await {
+                    inner.published.publish(set);
+                }
             }
-            drop(guard);
-        });
-        let _ = task.await;
+        };
+        let settle = {
+            let inner = self.inner.clone();
+            move |result: Result<(), Ended>| {
+                if let Err(ended) = result {
+                    tracing::warn!(?ended, "JWKS fetch did not finish");
+                }
+                inner.schedule_refresh();
+            }
+        };
+        Some(flights.start((), (), give_up, call, settle))
     }
 
     fn refresh_in_background(&self) {
-        let Ok(guard) = self.inner.fetch_lock.clone().try_lock_owned() else {
-            return;
-        };
-        if !self.may_fetch() || tokio::runtime::Handle::try_current().is_err() {
+        if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
-        let store = self.clone();
-        tokio::spawn(async move { store.fetch(guard).await });
+        // Started, or already under way; nobody waits for it.
+        drop(self.join_or_start());
+    }
+}
+
+impl Inner {
+    /// Due again a refresh interval after the set we hold was fetched.
+    fn schedule_refresh(&self) {
+        if let Some(age) = self.published.current().fetched_at.map(|at| at.elapsed()) {
+            let wait = self.timing.refresh_interval.saturating_sub(age);
+            let due = now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+            self.refresh_due_ms.store(due, Ordering::Relaxed);
+        }
     }
 }
 

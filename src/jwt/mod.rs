@@ -11,6 +11,7 @@ mod cache;
 mod ijson;
 mod jwk;
 mod keys;
+mod published;
 mod source;
 mod verifier;
 
