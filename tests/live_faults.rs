@@ -390,3 +390,29 @@ async fn connection_refused_fails_closed() {
     let answer = h.get("/me", Some(&kinde.user_token("kp_1").sign())).await;
     assert_eq!(answer.status, 503, "{}", answer.body);
 }
+
+#[tokio::test]
+async fn one_machine_token_request_serves_everyone_and_outlives_a_cancelled_caller() {
+    let kinde = claimcheck::testing::FakeKinde::start().await;
+    let (id, secret) = kinde.register_management_client();
+    let api = claimcheck::live::KindeManagementApi::new(kinde.issuer(), id, secret).unwrap();
+    let users: Vec<String> = (0..20).map(|i| format!("kp_{i}")).collect();
+    for user in &users {
+        kinde.grant(DEFAULT_ORG, user, "create:payments");
+    }
+    kinde.set_fault(Endpoint::Token, Fault::Slow(Duration::from_millis(300)));
+    // The first caller gives up while the token request is under way: the request goes on.
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(50),
+        api.user_permissions(DEFAULT_ORG, "kp_0"),
+    )
+    .await;
+    assert!(cancelled.is_err());
+    let answers =
+        futures_util::future::join_all(users.iter().map(|u| api.user_permissions(DEFAULT_ORG, u)))
+            .await;
+    for answer in answers {
+        assert!(answer.unwrap().contains("create:payments"));
+    }
+    assert_eq!(kinde.calls(Endpoint::Token), 1, "one billed token request");
+}

@@ -1,21 +1,27 @@
 //! [`KindeManagementApi`]: live permissions from Kinde's Management API.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
 use super::{PermissionQuery, PermissionSource, SourceError, SourceFuture};
 use crate::error::ConfigError;
 use crate::permission::PermissionSet;
+use crate::single_flight::{Ended, Missed, SingleFlight};
 use crate::upstream;
 
 /// A machine token is replaced this long before it expires (or at half its life if shorter).
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// The longest a token request may take (its HTTP timeout is 2 s).
+const TOKEN_DEADLINE: Duration = Duration::from_secs(3);
+
+/// The one machine-token request under way, if any.
+type TokenFetches = SingleFlight<(), (), Result<String, SourceError>>;
 
 /// Live permissions from `GET /api/v1/organizations/{org_code}/users/{sub}/permissions`.
 ///
@@ -49,6 +55,7 @@ struct Inner {
     client_secret: String,
     audience: String,
     token: Mutex<Option<MachineToken>>,
+    fetches: TokenFetches,
 }
 
 struct MachineToken {
@@ -104,6 +111,7 @@ impl KindeManagementApi {
                 client_secret,
                 audience,
                 token: Mutex::new(None),
+                fetches: TokenFetches::new(),
             }),
         })
     }
@@ -140,11 +148,12 @@ impl KindeManagementApi {
         request: reqwest::RequestBuilder,
     ) -> Result<T, SourceError> {
         let bearer = self.inner.bearer().await?;
-        match upstream::json::<T>(request.bearer_auth(bearer), upstream::API_MAX_BODY_BYTES).await {
+        match upstream::json::<T>(request.bearer_auth(&bearer), upstream::API_MAX_BODY_BYTES).await
+        {
             Ok(body) => Ok(body),
             Err(failure) => {
                 if failure.status == Some(401) {
-                    *self.inner.token.lock().await = None;
+                    self.inner.drop_token(&bearer);
                 }
                 Err(failure.into())
             }
@@ -153,25 +162,70 @@ impl KindeManagementApi {
 }
 
 impl Inner {
-    /// A machine token: the cached one, or a new one fetched by exactly one caller at a time.
-    async fn bearer(&self) -> Result<String, SourceError> {
-        let mut slot = self.token.lock().await;
-        let now = Instant::now();
-        if let Some(token) = slot.as_ref().filter(|t| now < t.refresh_at) {
-            return Ok(token.value.clone());
+    /// A machine token: the held one while it is fresh, or a new one from the one request
+    /// under way (started now if none is). Past its refresh point but unexpired, the held
+    /// token is still used while Kinde cannot give a new one.
+    async fn bearer(self: &Arc<Self>) -> Result<String, SourceError> {
+        if let Some(value) = self.held(|t| Instant::now() < t.refresh_at) {
+            return Ok(value);
         }
-        match self.fetch_token().await {
-            Ok(token) => {
-                let value = token.value.clone();
-                *slot = Some(token);
-                Ok(value)
+        let waiter = {
+            let flights = self.fetches.lock();
+            // Looked at again under the lock: a request may have just landed.
+            if let Some(value) = self.held(|t| Instant::now() < t.refresh_at) {
+                return Ok(value);
             }
-            // Past the refresh point but not expired: keep using it while Kinde is down.
-            Err(error) => match slot.as_ref().filter(|t| now < t.expires_at) {
-                Some(token) => Ok(token.value.clone()),
-                None => Err(error),
-            },
+            match flights.join(&()) {
+                Some(waiter) => waiter,
+                None => {
+                    let inner = self.clone();
+                    let call = async move {
+                        let token = inner.fetch_token().await?;
+                        let value = token.value.clone();
+                        // Held before the flight lands, so no caller misses both.
+                        *inner.slot() = Some(token);
+                        Ok(value)
+                    };
+                    let settle = |result: Result<_, Ended>| {
+                        result.unwrap_or_else(|ended| {
+                            let reason = match ended {
+                                Ended::TimedOut => "machine token request timed out",
+                                Ended::Aborted => "machine token request aborted",
+                            };
+                            Err(SourceError::unavailable(reason))
+                        })
+                    };
+                    flights.start((), (), Instant::now() + TOKEN_DEADLINE, call, settle)
+                }
+            }
+        };
+        let fetched = match waiter.wait(Instant::now() + TOKEN_DEADLINE).await {
+            Ok(landed) => landed.value,
+            Err(Missed::Deadline | Missed::Lost) => {
+                Err(SourceError::unavailable("machine token request timed out"))
+            }
+        };
+        fetched.or_else(|error| self.held(|t| Instant::now() < t.expires_at).ok_or(error))
+    }
+
+    /// The held token's value, if `usable` says it may serve.
+    fn held(&self, usable: impl Fn(&MachineToken) -> bool) -> Option<String> {
+        self.slot()
+            .as_ref()
+            .filter(|t| usable(t))
+            .map(|t| t.value.clone())
+    }
+
+    /// Forgets the held token if it is still `value` (Kinde rejected it).
+    fn drop_token(&self, value: &str) {
+        let mut slot = self.slot();
+        if slot.as_ref().is_some_and(|t| t.value == value) {
+            *slot = None;
         }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<MachineToken>> {
+        self.token.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn fetch_token(&self) -> Result<MachineToken, SourceError> {
