@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use moka::Equivalent;
 use moka::sync::Cache;
 use tokio::time::Instant;
 
@@ -61,12 +62,49 @@ pub(super) struct Key {
     org: Option<Box<str>>,
 }
 
+/// A [`Key`] borrowed from a query, to look the cache up without allocating. Hashes as the
+/// owned key does: the same fields, in the same order, of types that hash alike.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct KeyRef<'a> {
+    issuer: &'a str,
+    user: &'a str,
+    org: Option<&'a str>,
+}
+
+impl<'a> KeyRef<'a> {
+    fn of(query: &'a PermissionQuery) -> Self {
+        Self {
+            issuer: query.issuer(),
+            user: query.user_id(),
+            org: query.org_code(),
+        }
+    }
+
+    fn to_owned(self) -> Key {
+        Key {
+            issuer: self.issuer.into(),
+            user: self.user.into(),
+            org: self.org.map(Into::into),
+        }
+    }
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *self.issuer == *key.issuer && *self.user == *key.user && self.org == key.org.as_deref()
+    }
+}
+
 impl Key {
     fn of(query: &PermissionQuery) -> Self {
-        Self {
-            issuer: query.issuer().into(),
-            user: query.user_id().into(),
-            org: query.org_code().map(Into::into),
+        KeyRef::of(query).to_owned()
+    }
+
+    fn as_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            issuer: &self.issuer,
+            user: &self.user,
+            org: self.org.as_deref(),
         }
     }
 }
@@ -225,7 +263,7 @@ impl LiveCheck {
         if let Some(refused) = self.inner.refused_token(query) {
             return Some(Err(refused));
         }
-        let entry = self.inner.cached(&Key::of(query))?;
+        let entry = self.inner.cached(KeyRef::of(query))?;
         Some(Ok(entry.lookup(Provenance::LiveCache)))
     }
 
@@ -344,8 +382,11 @@ impl Inner {
     }
 
     fn is_current(&self, key: &Key, generation: u64) -> bool {
-        self.invalidations
-            .is_current(&key.user, key.org.as_deref(), generation)
+        self.is_current_ref(key.as_ref(), generation)
+    }
+
+    fn is_current_ref(&self, key: KeyRef<'_>, generation: u64) -> bool {
+        self.invalidations.is_current(key.user, key.org, generation)
     }
 
     /// Caches a flight's answer, unless an invalidation overtook it.
@@ -357,10 +398,10 @@ impl Inner {
         }
     }
 
-    fn cached(&self, key: &Key) -> Option<Entry> {
-        let entry = self.cache.as_ref()?.get(key)?;
+    fn cached(&self, key: KeyRef<'_>) -> Option<Entry> {
+        let entry = self.cache.as_ref()?.get(&key)?;
         let fresh = entry.fetched_at.elapsed() < self.ttl;
-        (fresh && self.is_current(key, entry.generation)).then_some(entry)
+        (fresh && self.is_current_ref(key, entry.generation)).then_some(entry)
     }
 
     /// A cached answer, a flight to wait for, or why neither can be had now.
@@ -373,7 +414,7 @@ impl Inner {
     ) -> Result<Joined, SourceError> {
         let flights = this.flights.lock();
         // Looked up again under the lock: a flight may have just filled the cache.
-        if let Some(entry) = this.cached(key) {
+        if let Some(entry) = this.cached(key.as_ref()) {
             return Ok(Joined::Cached(entry));
         }
         // A flight that started before an invalidation is replaced, not joined.
