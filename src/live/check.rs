@@ -4,23 +4,23 @@
 //! ([`refusal`](super::refusal)); a fresh cached answer for the user that no invalidation has
 //! overtaken ([`invalidation`](super::invalidation)) is served; a user whose tokens keep being
 //! refused is answered from memory; a paused source ([`Backoff`]) answers 503 at once; otherwise
-//! the caller joins or starts a [flight](super::flight). A refusal of another caller's token
+//! the caller joins or starts a [flight]. A refusal of another caller's token
 //! received from a joined flight sends the caller round again, with its own token.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::Equivalent;
 use moka::sync::Cache;
 use tokio::time::Instant;
 
 use super::backoff::{Backoff, Breaker};
 use super::budget::{Budget, Priority};
 use super::error::SourceError;
-use super::flight::{self, Flights, Ticket};
+use super::flight::{self, Ticket};
 use super::invalidation::Invalidations;
 use super::refusal::Refusals;
+use super::state::{Entry, Flights, Inner, Key, KeyRef};
 use super::{PermissionQuery, PermissionSource};
 use crate::decision::Provenance;
 use crate::permission::PermissionSet;
@@ -40,101 +40,6 @@ const MAX_DEADLINE: Duration = Duration::from_secs(3600);
 #[derive(Clone)]
 pub struct LiveCheck {
     inner: Arc<Inner>,
-}
-
-pub(super) struct Inner {
-    source: Arc<dyn PermissionSource>,
-    /// Hashed with foldhash (seeded per process): its keys come from verified tokens only, so
-    /// nobody can choose them to collide, and SipHash cost a quarter of a cache hit.
-    cache: Option<Cache<Key, Entry, foldhash::fast::RandomState>>,
-    ttl: Duration,
-    deadline: Duration,
-    flights: Flights,
-    breaker: Breaker,
-    invalidations: Invalidations,
-    refusals: Option<Refusals>,
-    budget: Budget,
-}
-
-/// Whose permissions: the cache's key.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub(super) struct Key {
-    issuer: Box<str>,
-    user: Box<str>,
-    org: Option<Box<str>>,
-}
-
-/// A [`Key`] borrowed from a query, to look the cache up without allocating. Hashes as the
-/// owned key does: the same fields, in the same order, of types that hash alike.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct KeyRef<'a> {
-    issuer: &'a str,
-    user: &'a str,
-    org: Option<&'a str>,
-}
-
-impl<'a> KeyRef<'a> {
-    fn of(query: &'a PermissionQuery) -> Self {
-        Self {
-            issuer: query.issuer(),
-            user: query.user_id(),
-            org: query.org_code(),
-        }
-    }
-
-    fn to_owned(self) -> Key {
-        Key {
-            issuer: self.issuer.into(),
-            user: self.user.into(),
-            org: self.org.map(Into::into),
-        }
-    }
-}
-
-impl Equivalent<Key> for KeyRef<'_> {
-    fn equivalent(&self, key: &Key) -> bool {
-        *self.issuer == *key.issuer && *self.user == *key.user && self.org == key.org.as_deref()
-    }
-}
-
-impl Key {
-    fn of(query: &PermissionQuery) -> Self {
-        KeyRef::of(query).to_owned()
-    }
-
-    fn as_ref(&self) -> KeyRef<'_> {
-        KeyRef {
-            issuer: &self.issuer,
-            user: &self.user,
-            org: self.org.as_deref(),
-        }
-    }
-}
-
-/// A successful answer and when (and in which invalidation generation) it was fetched.
-#[derive(Clone)]
-pub(super) struct Entry {
-    permissions: Arc<PermissionSet>,
-    fetched_at: Instant,
-    generation: u64,
-}
-
-impl Entry {
-    pub(super) fn new(permissions: PermissionSet, generation: u64) -> Self {
-        Self {
-            permissions: Arc::new(permissions),
-            fetched_at: Instant::now(),
-            generation,
-        }
-    }
-
-    fn lookup(&self, provenance: Provenance) -> Lookup {
-        Lookup {
-            permissions: self.permissions.clone(),
-            provenance,
-            age: self.fetched_at.elapsed(),
-        }
-    }
 }
 
 /// The answer of a live lookup.
@@ -158,6 +63,16 @@ pub struct LiveCheckBuilder {
     backoff: Backoff,
     refusal_memory: Duration,
     budget: u32,
+}
+
+impl Lookup {
+    fn of(entry: &Entry, provenance: Provenance) -> Self {
+        Self {
+            permissions: entry.permissions.clone(),
+            provenance,
+            age: entry.fetched_at.elapsed(),
+        }
+    }
 }
 
 impl LiveCheckBuilder {
@@ -266,7 +181,7 @@ impl LiveCheck {
             return Some(Err(refused));
         }
         let entry = self.inner.cached(KeyRef::of(query))?;
-        Some(Ok(entry.lookup(Provenance::LiveCache)))
+        Some(Ok(Lookup::of(&entry, Provenance::LiveCache)))
     }
 
     /// The user's permissions: from the cache, from a call already in flight, or from a new
@@ -288,8 +203,8 @@ impl LiveCheck {
         let key = Key::of(query);
         let give_up = Instant::now() + self.inner.deadline;
         loop {
-            let ticket = match Inner::join_or_start(&self.inner, &key, query, give_up, priority) {
-                Ok(Joined::Cached(entry)) => return Ok(entry.lookup(Provenance::LiveCache)),
+            let ticket = match join_or_start(&self.inner, &key, query, give_up, priority) {
+                Ok(Joined::Cached(entry)) => return Ok(Lookup::of(&entry, Provenance::LiveCache)),
                 Ok(Joined::Flight(ticket)) => ticket,
                 Err(error) => return Err(error),
             };
@@ -311,7 +226,7 @@ impl LiveCheck {
                     } else {
                         Provenance::Coalesced
                     };
-                    return Ok(entry.lookup(provenance));
+                    return Ok(Lookup::of(&entry, provenance));
                 }
                 // Invalidated while in flight: look again.
                 Ok(_) => continue,
@@ -353,93 +268,39 @@ enum Joined {
     Flight(Ticket),
 }
 
-impl Inner {
-    pub(super) fn source(&self) -> &dyn PermissionSource {
-        &*self.source
+/// A cached answer, a flight to wait for, or why neither can be had now.
+fn join_or_start(
+    this: &Arc<Inner>,
+    key: &Key,
+    query: &PermissionQuery,
+    give_up: Instant,
+    priority: Priority,
+) -> Result<Joined, SourceError> {
+    let flights = this.flights.lock();
+    // Looked up again under the lock: a flight may have just filled the cache.
+    if let Some(entry) = this.cached(key.as_ref()) {
+        return Ok(Joined::Cached(entry));
     }
-
-    pub(super) fn breaker(&self) -> &Breaker {
-        &self.breaker
+    // A flight that started before an invalidation is replaced, not joined.
+    if let Some(meta) = flights.meta(key)
+        && this.is_current(key, meta.generation)
+        && let Some(ticket) = flights.join(key)
+    {
+        return Ok(Joined::Flight(ticket));
     }
-
-    pub(super) fn generation(&self) -> u64 {
-        self.invalidations.current()
+    if let Some(refused) = this.refusals.as_ref().and_then(|r| r.user(query)) {
+        return Err(refused);
     }
-
-    /// The refusal to answer `query` with from memory, if its token was refused lately.
-    fn refused_token(&self, query: &PermissionQuery) -> Option<SourceError> {
-        self.refusals.as_ref()?.token(query)
+    if let Err(wait) = this.breaker.admit() {
+        let error = SourceError::unavailable("upstream calls paused after failures");
+        return Err(error.with_retry_after(wait));
     }
-
-    pub(super) fn remember_refusal(&self, query: &PermissionQuery) {
-        if let Some(refusals) = &self.refusals {
-            refusals.record_refusal(query);
-        }
+    if let Err(wait) = this.budget.spend(priority) {
+        let error = SourceError::unavailable("over the live-call budget for distrusted tokens");
+        return Err(error.not_sent().with_retry_after(wait));
     }
-
-    pub(super) fn remember_acceptance(&self, query: &PermissionQuery) {
-        if let Some(refusals) = &self.refusals {
-            refusals.record_acceptance(query);
-        }
-    }
-
-    fn is_current(&self, key: &Key, generation: u64) -> bool {
-        self.is_current_ref(key.as_ref(), generation)
-    }
-
-    fn is_current_ref(&self, key: KeyRef<'_>, generation: u64) -> bool {
-        self.invalidations.is_current(key.user, key.org, generation)
-    }
-
-    /// Caches a flight's answer, unless an invalidation overtook it.
-    pub(super) fn fill(&self, key: &Key, entry: &Entry) {
-        if let Some(cache) = &self.cache
-            && self.is_current(key, entry.generation)
-        {
-            cache.insert(key.clone(), entry.clone());
-        }
-    }
-
-    fn cached(&self, key: KeyRef<'_>) -> Option<Entry> {
-        let entry = self.cache.as_ref()?.get(&key)?;
-        let fresh = entry.fetched_at.elapsed() < self.ttl;
-        (fresh && self.is_current_ref(key, entry.generation)).then_some(entry)
-    }
-
-    /// A cached answer, a flight to wait for, or why neither can be had now.
-    fn join_or_start(
-        this: &Arc<Self>,
-        key: &Key,
-        query: &PermissionQuery,
-        give_up: Instant,
-        priority: Priority,
-    ) -> Result<Joined, SourceError> {
-        let flights = this.flights.lock();
-        // Looked up again under the lock: a flight may have just filled the cache.
-        if let Some(entry) = this.cached(key.as_ref()) {
-            return Ok(Joined::Cached(entry));
-        }
-        // A flight that started before an invalidation is replaced, not joined.
-        if let Some(meta) = flights.meta(key)
-            && this.is_current(key, meta.generation)
-            && let Some(ticket) = flights.join(key)
-        {
-            return Ok(Joined::Flight(ticket));
-        }
-        if let Some(refused) = this.refusals.as_ref().and_then(|r| r.user(query)) {
-            return Err(refused);
-        }
-        if let Err(wait) = this.breaker.admit() {
-            let error = SourceError::unavailable("upstream calls paused after failures");
-            return Err(error.with_retry_after(wait));
-        }
-        if let Err(wait) = this.budget.spend(priority) {
-            let error = SourceError::unavailable("over the live-call budget for distrusted tokens");
-            return Err(error.not_sent().with_retry_after(wait));
-        }
-        let ticket = flight::start(this, flights, key, query, give_up);
-        Ok(Joined::Flight(ticket))
-    }
+    let ticket = flight::start(this, flights, key, query, give_up);
+    Ok(Joined::Flight(ticket))
 }
 
 impl fmt::Debug for LiveCheck {

@@ -1,4 +1,4 @@
-//! Live flights: the [`SingleFlight`] of live lookups, one upstream call per
+//! Live flights: the [`SingleFlight`](crate::single_flight::SingleFlight) of live lookups, one upstream call per
 //! (issuer, user, organization) at a time, shared by every caller that needs it while it runs.
 //!
 //! - A flight remembers whose token started it. A source acting with the caller's token (Kinde's
@@ -18,28 +18,12 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::PermissionQuery;
-use super::check::{Entry, Inner, Key};
 use super::error::{SourceError, Verdict};
-use crate::claims::AccessToken;
-use crate::single_flight::{Ended, Locked, SingleFlight, Waiter};
-
-/// What a flight answers.
-pub(super) type Answer = Result<Entry, SourceError>;
-
-/// The live lookups under way.
-pub(super) type Flights = SingleFlight<Key, Meta, Answer>;
+use super::state::{Answer, Entry, Inner, Key, Meta};
+use crate::single_flight::{Ended, Locked, Waiter};
 
 /// A caller's place in a live flight.
 pub(super) type Ticket = Waiter<Meta, Answer>;
-
-/// What a flight was started with.
-#[derive(Clone)]
-pub(super) struct Meta {
-    /// The invalidation generation it started in.
-    pub(super) generation: u64,
-    /// The token it asks with.
-    pub(super) token: AccessToken,
-}
 
 /// Starts a flight for `key` with `query`'s token (replacing any stale one), abandoned at
 /// `give_up`. `flights` is the locked map of `inner`.

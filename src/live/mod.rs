@@ -61,6 +61,7 @@ mod flight;
 mod invalidation;
 mod management;
 mod refusal;
+mod state;
 
 use std::fmt;
 use std::future::Future;

@@ -79,9 +79,9 @@ return {epoch[1], tonumber(epoch[2] or now), tonumber(epoch[3] or '0') or 0, las
   tonumber(epoch[4] or '0') or 0, tonumber(epoch[5] or '0') or 0}
 ";
 
-/// Reads up to ARGV[2] entries after ARGV[1] (`-` from the start, `(id` after an id), one at a
-/// time, stopping once the entries seen weigh over ARGV[4] bytes (at least one is always
-/// read), with each record cut to nothing when over ARGV[3] bytes: a hostile entry of
+/// Reads up to `ARGV[2]` entries after `ARGV[1]` (`-` from the start, `(id` after an id), one at a
+/// time, stopping once the entries seen weigh over `ARGV[4]` bytes (at least one is always
+/// read), with each record cut to nothing when over `ARGV[3]` bytes: a hostile entry of
 /// megabytes costs the server a copy, not us a reply, and a flood of them cannot make one call
 /// outlast the connection's timeout. Returns `{{id, record, number}, ...}`.
 ///

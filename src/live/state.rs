@@ -1,0 +1,178 @@
+//! The state a [`LiveCheck`](super::LiveCheck) and its clones share: the source, the cache
+//! (by [`Key`], looked up by a borrowed [`KeyRef`] without allocating), the flights, the
+//! breaker, the invalidations, the refusal memory and the budget; and the few things done with
+//! it from both the check and its [flights](super::flight).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::Equivalent;
+use moka::sync::Cache;
+use tokio::time::Instant;
+
+use super::backoff::Breaker;
+use super::budget::Budget;
+use super::error::SourceError;
+use super::invalidation::Invalidations;
+use super::refusal::Refusals;
+use super::{PermissionQuery, PermissionSource};
+use crate::claims::AccessToken;
+use crate::permission::PermissionSet;
+use crate::single_flight::SingleFlight;
+
+/// What a flight answers.
+pub(super) type Answer = Result<Entry, SourceError>;
+
+/// The live lookups under way (see [`flight`](super::flight)).
+pub(super) type Flights = SingleFlight<Key, Meta, Answer>;
+
+/// What a flight was started with.
+#[derive(Clone)]
+pub(super) struct Meta {
+    /// The invalidation generation it started in.
+    pub(super) generation: u64,
+    /// The token it asks with.
+    pub(super) token: AccessToken,
+}
+
+/// What every clone of a check shares.
+pub(super) struct Inner {
+    pub(super) source: Arc<dyn PermissionSource>,
+    /// Hashed with foldhash (seeded per process): its keys come from verified tokens only, so
+    /// nobody can choose them to collide, and SipHash cost a quarter of a cache hit.
+    pub(super) cache: Option<Cache<Key, Entry, foldhash::fast::RandomState>>,
+    pub(super) ttl: Duration,
+    pub(super) deadline: Duration,
+    pub(super) flights: Flights,
+    pub(super) breaker: Breaker,
+    pub(super) invalidations: Invalidations,
+    pub(super) refusals: Option<Refusals>,
+    pub(super) budget: Budget,
+}
+
+/// Whose permissions: the cache's key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(super) struct Key {
+    issuer: Box<str>,
+    user: Box<str>,
+    org: Option<Box<str>>,
+}
+
+/// A [`Key`] borrowed from a query, to look the cache up without allocating. Hashes as the
+/// owned key does: the same fields, in the same order, of types that hash alike.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct KeyRef<'a> {
+    issuer: &'a str,
+    user: &'a str,
+    org: Option<&'a str>,
+}
+
+impl<'a> KeyRef<'a> {
+    pub(super) fn of(query: &'a PermissionQuery) -> Self {
+        Self {
+            issuer: query.issuer(),
+            user: query.user_id(),
+            org: query.org_code(),
+        }
+    }
+
+    fn to_owned(self) -> Key {
+        Key {
+            issuer: self.issuer.into(),
+            user: self.user.into(),
+            org: self.org.map(Into::into),
+        }
+    }
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *self.issuer == *key.issuer && *self.user == *key.user && self.org == key.org.as_deref()
+    }
+}
+
+impl Key {
+    pub(super) fn of(query: &PermissionQuery) -> Self {
+        KeyRef::of(query).to_owned()
+    }
+
+    pub(super) fn as_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            issuer: &self.issuer,
+            user: &self.user,
+            org: self.org.as_deref(),
+        }
+    }
+}
+
+/// A successful answer and when (and in which invalidation generation) it was fetched.
+#[derive(Clone)]
+pub(super) struct Entry {
+    pub(super) permissions: Arc<PermissionSet>,
+    pub(super) fetched_at: Instant,
+    pub(super) generation: u64,
+}
+
+impl Entry {
+    pub(super) fn new(permissions: PermissionSet, generation: u64) -> Self {
+        Self {
+            permissions: Arc::new(permissions),
+            fetched_at: Instant::now(),
+            generation,
+        }
+    }
+}
+
+impl Inner {
+    pub(super) fn source(&self) -> &dyn PermissionSource {
+        &*self.source
+    }
+
+    pub(super) fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.invalidations.current()
+    }
+
+    /// The refusal to answer `query` with from memory, if its token was refused lately.
+    pub(super) fn refused_token(&self, query: &PermissionQuery) -> Option<SourceError> {
+        self.refusals.as_ref()?.token(query)
+    }
+
+    pub(super) fn remember_refusal(&self, query: &PermissionQuery) {
+        if let Some(refusals) = &self.refusals {
+            refusals.record_refusal(query);
+        }
+    }
+
+    pub(super) fn remember_acceptance(&self, query: &PermissionQuery) {
+        if let Some(refusals) = &self.refusals {
+            refusals.record_acceptance(query);
+        }
+    }
+
+    pub(super) fn is_current(&self, key: &Key, generation: u64) -> bool {
+        self.is_current_ref(key.as_ref(), generation)
+    }
+
+    fn is_current_ref(&self, key: KeyRef<'_>, generation: u64) -> bool {
+        self.invalidations.is_current(key.user, key.org, generation)
+    }
+
+    /// Caches a flight's answer, unless an invalidation overtook it.
+    pub(super) fn fill(&self, key: &Key, entry: &Entry) {
+        if let Some(cache) = &self.cache
+            && self.is_current(key, entry.generation)
+        {
+            cache.insert(key.clone(), entry.clone());
+        }
+    }
+
+    pub(super) fn cached(&self, key: KeyRef<'_>) -> Option<Entry> {
+        let entry = self.cache.as_ref()?.get(&key)?;
+        let fresh = entry.fetched_at.elapsed() < self.ttl;
+        (fresh && self.is_current_ref(key, entry.generation)).then_some(entry)
+    }
+}
