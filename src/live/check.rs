@@ -67,10 +67,14 @@ pub struct LiveCheckBuilder {
 
 impl Lookup {
     fn of(entry: &Entry, provenance: Provenance) -> Self {
+        Self::aged(entry, provenance, entry.fetched_at.elapsed())
+    }
+
+    fn aged(entry: &Entry, provenance: Provenance, age: Duration) -> Self {
         Self {
             permissions: entry.permissions.clone(),
             provenance,
-            age: entry.fetched_at.elapsed(),
+            age,
         }
     }
 }
@@ -180,8 +184,8 @@ impl LiveCheck {
         if let Some(refused) = self.inner.refused_token(query) {
             return Some(Err(refused));
         }
-        let entry = self.inner.cached(KeyRef::of(query))?;
-        Some(Ok(Lookup::of(&entry, Provenance::LiveCache)))
+        let (entry, age) = self.inner.cached(KeyRef::of(query))?;
+        Some(Ok(Lookup::aged(&entry, Provenance::LiveCache, age)))
     }
 
     /// The user's permissions: from the cache, from a call already in flight, or from a new
@@ -204,7 +208,9 @@ impl LiveCheck {
         let give_up = Instant::now() + self.inner.deadline;
         loop {
             let ticket = match join_or_start(&self.inner, &key, query, give_up, priority) {
-                Ok(Joined::Cached(entry)) => return Ok(Lookup::of(&entry, Provenance::LiveCache)),
+                Ok(Joined::Cached((entry, age))) => {
+                    return Ok(Lookup::aged(&entry, Provenance::LiveCache, age));
+                }
                 Ok(Joined::Flight(ticket)) => ticket,
                 Err(error) => return Err(error),
             };
@@ -264,7 +270,7 @@ impl LiveCheck {
 }
 
 enum Joined {
-    Cached(Entry),
+    Cached((Entry, Duration)),
     Flight(Ticket),
 }
 
@@ -278,8 +284,8 @@ fn join_or_start(
 ) -> Result<Joined, SourceError> {
     let flights = this.flights.lock();
     // Looked up again under the lock: a flight may have just filled the cache.
-    if let Some(entry) = this.cached(key.as_ref()) {
-        return Ok(Joined::Cached(entry));
+    if let Some(cached) = this.cached(key.as_ref()) {
+        return Ok(Joined::Cached(cached));
     }
     // A flight that started before an invalidation is replaced, not joined.
     if let Some(meta) = flights.meta(key)

@@ -170,9 +170,10 @@ impl Inner {
         }
     }
 
-    pub(super) fn cached(&self, key: KeyRef<'_>) -> Option<Entry> {
+    /// A fresh cached answer no invalidation overtook, and its age.
+    pub(super) fn cached(&self, key: KeyRef<'_>) -> Option<(Entry, Duration)> {
         let entry = self.cache.as_ref()?.get(&key)?;
-        let fresh = entry.fetched_at.elapsed() < self.ttl;
-        (fresh && self.is_current_ref(key, entry.generation)).then_some(entry)
+        let age = entry.fetched_at.elapsed();
+        (age < self.ttl && self.is_current_ref(key, entry.generation)).then_some((entry, age))
     }
 }
