@@ -50,6 +50,7 @@ pub use error::{AuthError, AuthErrorKind, ConfigError};
 pub use jwt::Verifier;
 pub use permission::{Permission, PermissionSet};
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 
 /// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`). Not a stable API.

@@ -42,6 +42,7 @@ use std::time::Duration;
 pub(crate) use apply::{Applied, Applier};
 pub use record::{Action, Change, Origin, Target};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisConfig;
 
 use crate::freshness::Freshness;
