@@ -1,7 +1,8 @@
 //! The verified-token cache stays within its byte budget, measured on the process (resident
 //! memory), not only by its own weigher: 4 000 maximum-size tokens through a 32 MiB cache,
 //! including tokens with ~1 300 short permissions. Its own test binary, so no other test
-//! allocates meanwhile. Measured here: the process grew 24.8 MiB.
+//! allocates meanwhile. Measured here: the process grew 15.4 MiB (29.3 MiB weighed, 223
+//! entries; 24.8 MiB with the moka cache of 0.2).
 
 #![cfg(target_os = "linux")]
 

@@ -5,34 +5,53 @@
 //! are inserted, and a hit stays exactly as trustworthy as a fresh verification:
 //!
 //! - an entry lives at most until the token's `exp` (or its `iat` + `max_token_age`) plus
-//!   leeway, and at most `max_ttl`; both are checked exactly on every hit;
+//!   leeway, and at most `max_ttl` after it was inserted; both are one deadline in wall-clock
+//!   milliseconds, checked exactly on every hit (`exp` to the second, as a fresh verification);
 //! - an entry whose signing key has left the issuer's key set is not served (checked on a hit
 //!   whenever the key set lost a key since the entry was made; one atomic load otherwise);
 //! - the cache is bounded in **bytes** of what entries really hold (the token, the parsed
 //!   claims and the cache's own bookkeeping, counted twice to cover the allocator's
-//!   fragmentation under eviction), not in entries; an entry heavier than `max_entry_bytes` is verified but
-//!   not cached.
+//!   fragmentation under eviction), not in entries; an entry heavier than `max_entry_bytes` is
+//!   verified but not cached.
+//!
+//! The map is split into [shards](shard) (a power of two, up to 32, each holding at least four
+//! of the heaviest entries), each a read-write lock around a hash map with its own share of the
+//! byte budget. A hit is a shared lock, one hash, one comparison of the whole token, and a
+//! reference count: no allocation. The hash covers the token's length and its last
+//! [`HASHED_TAIL`] bytes (the end of the signature, which nobody but the issuer chooses, keyed
+//! per process): equality is still decided on every byte. A shard over its budget evicts
+//! expired entries first, then by CLOCK (second chance: an entry hit since the hand last
+//! passed is kept once).
 
-use std::sync::Arc;
+mod shard;
+#[cfg(test)]
+mod tests;
+
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
-use moka::Expiry;
-use moka::sync::Cache;
-
+use self::shard::Shard;
 use super::jwk::VerifyingKey;
 use crate::claims::Claims;
-use crate::clock::now_secs;
 
-/// Bytes the cache itself spends per entry (hash-table slot, access-order and timer nodes,
-/// reference counts), measured with `tests/token_cache_memory.rs`.
-const ENTRY_OVERHEAD: usize = 320;
+/// Bytes the cache itself spends per entry: the `Arc<Verified>` allocation (64 with glibc),
+/// the hash-map bucket, the shard's slot and free-list index (73 measured by resident memory
+/// over 200 000 entries; up to ~115 just after a table doubled). moka's cache spent 320.
+const ENTRY_OVERHEAD: usize = 192;
 
 /// Weight per byte held: an entry weighs what it holds and as much again for the allocator's
 /// fragmentation once the cache is full and evicting. Measured with glibc's malloc on
 /// `tests/token_cache_memory.rs`: resident memory grew 1.3x (few large allocations) to 1.7x
 /// (many small ones) the bytes held by the live entries, varying from run to run.
 const WEIGHT_PER_BYTE: usize = 2;
+
+/// The most shards a cache is split into.
+const MAX_SHARDS: usize = 32;
+
+/// How many of the token's last bytes the hash covers (with its length).
+const HASHED_TAIL: usize = 32;
 
 /// A verified token, as cached (behind an `Arc`: a hit clones one pointer).
 pub(crate) struct Verified {
@@ -64,6 +83,11 @@ impl Verified {
         })
     }
 
+    /// The token this entry was verified from.
+    fn token(&self) -> &[u8] {
+        self.claims.access_token().expose().as_bytes()
+    }
+
     /// Bytes this entry holds.
     #[cfg(test)]
     pub(crate) fn weight(&self) -> u32 {
@@ -81,171 +105,134 @@ pub struct TokenCacheUsage {
     pub bytes: u64,
 }
 
+/// One shard on its own cache lines, so locking one does not slow its neighbours.
+#[repr(align(128))]
+struct Padded(RwLock<Shard>);
+
 pub(crate) struct TokenCache {
-    cache: Cache<Arc<str>, Arc<Verified>, foldhash::fast::RandomState>,
+    shards: Box<[Padded]>,
+    /// `shards.len() - 1`.
+    mask: usize,
+    hasher: TailHash,
     max_entry_bytes: u32,
-}
-
-struct UntilExpiry {
-    max_ttl: Duration,
-}
-
-impl Expiry<Arc<str>, Arc<Verified>> for UntilExpiry {
-    fn expire_after_create(
-        &self,
-        _: &Arc<str>,
-        entry: &Arc<Verified>,
-        _: Instant,
-    ) -> Option<Duration> {
-        let remaining = remaining_secs(entry.valid_until, now_secs());
-        Some(Duration::from_secs(remaining).min(self.max_ttl))
-    }
-}
-
-/// Seconds from `now` until `deadline`, zero when already past.
-fn remaining_secs(deadline: i64, now: u64) -> u64 {
-    u64::try_from((i128::from(deadline) - i128::from(now)).max(0)).unwrap_or(u64::MAX)
+    max_ttl_ms: u64,
 }
 
 impl TokenCache {
     /// A cache holding at most `max_bytes`, entries of at most `max_entry_bytes` each, none for
     /// longer than `max_ttl`.
     pub(crate) fn new(max_bytes: u64, max_entry_bytes: u32, max_ttl: Duration) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|_, entry: &Arc<Verified>| entry.weight)
-            .expire_after(UntilExpiry { max_ttl })
-            .build_with_hasher(foldhash::fast::RandomState::default());
+        let count = shard_count(max_bytes, max_entry_bytes);
+        let budget = max_bytes / count as u64;
+        let hasher = TailHash(foldhash::fast::RandomState::default());
+        let shards = (0..count)
+            .map(|_| Padded(RwLock::new(Shard::new(budget, hasher.clone()))))
+            .collect();
         Self {
-            cache,
+            shards,
+            mask: count - 1,
+            hasher,
             max_entry_bytes,
+            max_ttl_ms: u64::try_from(max_ttl.as_millis()).unwrap_or(u64::MAX),
         }
     }
 
     /// The entry of a token verified before, if it has not expired since. Whether its key is
     /// still published is the caller's to check.
-    /// `now` is the Unix time in seconds.
-    pub(crate) fn get(&self, token: &str, now: u64) -> Option<Arc<Verified>> {
-        let entry = self.cache.get(token)?;
-        // moka's clock is coarse; the wall-clock check keeps `exp` exact.
-        (remaining_secs(entry.valid_until, now) > 0).then_some(entry)
+    /// `now_ms` is the Unix time in milliseconds.
+    pub(crate) fn get(&self, token: &[u8], now_ms: u64) -> Option<Arc<Verified>> {
+        let hash = self.hasher.hash_one(token);
+        let shard = self
+            .shard(hash)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        shard.get(token, now_ms)
     }
 
     /// Caches `entry` under the token it was verified from, unless it is too heavy.
-    pub(crate) fn insert(&self, entry: Arc<Verified>) {
+    /// `now_ms` is the Unix time in milliseconds.
+    pub(crate) fn insert(&self, entry: Arc<Verified>, now_ms: u64) {
         if entry.weight > self.max_entry_bytes {
             return;
         }
-        self.cache
-            .insert(entry.claims.access_token().shared(), entry);
+        let deadline = deadline_ms(entry.valid_until, now_ms, self.max_ttl_ms);
+        let hash = self.hasher.hash_one(entry.token());
+        let mut shard = self
+            .shard(hash)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        shard.insert(entry, deadline, now_ms);
     }
 
     /// Forgets `token`.
-    pub(crate) fn remove(&self, token: &str) {
-        self.cache.invalidate(token);
+    pub(crate) fn remove(&self, token: &[u8]) {
+        let hash = self.hasher.hash_one(token);
+        let mut shard = self
+            .shard(hash)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        shard.remove(token);
     }
 
-    /// Entries and their total weight, after pending maintenance.
+    /// Entries and their total weight.
     pub(crate) fn usage(&self) -> TokenCacheUsage {
-        self.cache.run_pending_tasks();
-        TokenCacheUsage {
-            entries: self.cache.entry_count(),
-            bytes: self.cache.weighted_size(),
+        let mut usage = TokenCacheUsage::default();
+        for Padded(shard) in &self.shards {
+            let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            usage.entries += shard.len() as u64;
+            usage.bytes += shard.bytes();
         }
+        usage
+    }
+
+    /// The shard `hash` belongs to (its high bits: the map uses the low ones).
+    fn shard(&self, hash: u64) -> &RwLock<Shard> {
+        &self.shards[(hash >> 40) as usize & self.mask].0
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    fn verified(json: &str, valid_until: i64) -> Arc<Verified> {
-        let claims = Claims::unverified(json).unwrap();
-        Verified::new(claims, VerifyingKey::test_key(), 0, valid_until)
+/// Shards for a budget: a power of two, at most [`MAX_SHARDS`], each with room for at least
+/// four entries of the largest size cached (one shard when even that is too many).
+fn shard_count(max_bytes: u64, max_entry_bytes: u32) -> usize {
+    let heaviest = u64::from(max_entry_bytes).max(1);
+    let fits = usize::try_from(max_bytes / heaviest.saturating_mul(4)).unwrap_or(usize::MAX);
+    let count = fits.clamp(1, MAX_SHARDS);
+    // The largest power of two not above `count`.
+    1 << count.ilog2()
+}
+
+/// The Unix millisecond from which an entry is no longer served: its token's `valid_until`
+/// (Unix seconds), or `max_ttl_ms` after `now_ms`, whichever comes first.
+fn deadline_ms(valid_until: i64, now_ms: u64, max_ttl_ms: u64) -> u64 {
+    let expires = u64::try_from(valid_until).unwrap_or(0).saturating_mul(1000);
+    expires.min(now_ms.saturating_add(max_ttl_ms))
+}
+
+/// foldhash over a token's length and its last [`HASHED_TAIL`] bytes.
+#[derive(Clone)]
+struct TailHash(foldhash::fast::RandomState);
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+struct TailHasher(foldhash::fast::FoldHasher<'static>);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
     }
 
-    /// A small entry whose token is told apart by `jti`.
-    fn small(jti: &str, valid_until: i64) -> Arc<Verified> {
-        verified(
-            &format!(r#"{{"iss":"i","exp":1,"jti":"{jti}"}}"#),
-            valid_until,
-        )
+    fn write_usize(&mut self, n: usize) {
+        self.0.write_usize(n);
     }
 
-    /// The token `entry` is cached under.
-    fn token(entry: &Verified) -> Arc<str> {
-        entry.claims.access_token().shared()
-    }
-
-    #[test]
-    fn remaining_time_saturates() {
-        assert_eq!(remaining_secs(130, 50), 80);
-        assert_eq!(remaining_secs(100, 150), 0);
-        assert_eq!(remaining_secs(i64::MIN, 1), 0);
-        assert_eq!(remaining_secs(i64::MAX, 0), i64::MAX as u64);
-    }
-
-    #[test]
-    fn expired_entries_are_not_served() {
-        let cache = TokenCache::new(1 << 20, 1 << 16, Duration::from_secs(60));
-        let now = now_secs() as i64;
-        let (live, dead) = (small("live", now + 100), small("dead", now - 1));
-        let (live_token, dead_token) = (token(&live), token(&dead));
-        cache.insert(live);
-        cache.insert(dead);
-        assert!(cache.get(&live_token, now_secs()).is_some());
-        assert!(cache.get(&dead_token, now_secs()).is_none());
-    }
-
-    #[test]
-    fn the_budget_is_in_bytes() {
-        let exp = now_secs() as i64 + 100;
-        let entry = small("x", exp);
-        let budget = 50 * u64::from(entry.weight());
-        let cache = TokenCache::new(budget, 1 << 16, Duration::from_secs(60));
-        for i in 0..1_000 {
-            cache.insert(small(&format!("token-{i}"), exp));
-        }
-        let TokenCacheUsage { entries, bytes } = cache.usage();
-        assert!(bytes <= budget, "{bytes} > {budget}");
-        assert!(entries <= 50, "{entries}");
-    }
-
-    #[test]
-    fn weight_follows_what_the_claims_hold() {
-        let exp = now_secs() as i64 + 100;
-        let plain = small("a", exp).weight();
-        let permissions: Vec<String> = (0..1_300).map(|i| format!("p:{i}")).collect();
-        let json = serde_json::json!({"iss": "i", "exp": 1, "permissions": permissions});
-        let many = verified(&json.to_string(), exp).weight();
-        // Each short permission ("p:123") holds its String (24 bytes, in a Vec grown by
-        // doubling), a 32-byte allocation, and ~11 bytes of the token, all weighed twice.
-        let per_permission = (many - plain) / 1_300;
-        assert!((136..=170).contains(&per_permission), "{per_permission}");
-    }
-
-    #[test]
-    fn a_small_object_is_weighed_at_a_whole_b_tree_node() {
-        let exp = now_secs() as i64 + 100;
-        let plain = small("a", exp).weight();
-        // 400 one-member objects: each allocates a whole leaf (11 slots of a String and a
-        // Value: 640 bytes with glibc), not a 400th of one.
-        let objects: serde_json::Map<String, serde_json::Value> = (0..400)
-            .map(|i| (format!("k{i}"), serde_json::json!({"": 0})))
-            .collect();
-        let flags = serde_json::json!({"f": {"t": "j", "v": objects}});
-        let json = serde_json::json!({"iss": "i", "exp": 1, "feature_flags": flags});
-        let heavy = verified(&json.to_string(), exp).weight();
-        let per_object = (heavy - plain) / 400;
-        assert!(per_object >= 2 * 640, "{per_object}");
-    }
-
-    #[test]
-    fn entries_over_the_size_limit_are_not_cached() {
-        let exp = now_secs() as i64 + 100;
-        let entry = small("big", exp);
-        let big = token(&entry);
-        let cache = TokenCache::new(1 << 20, entry.weight() - 1, Duration::from_secs(60));
-        cache.insert(entry);
-        assert!(cache.get(&big, now_secs()).is_none());
+    fn finish(&self) -> u64 {
+        self.0.finish()
     }
 }

@@ -192,7 +192,7 @@ impl Verifier {
     fn cached(&self, token: &str) -> Option<Claims> {
         let cache = self.inner.cache.as_ref()?;
         let now_ms = crate::clock::now_ms();
-        let hit = cache.get(token, now_ms / 1000)?;
+        let hit = cache.get(token.as_bytes(), now_ms)?;
         let keys = &self.inner.keys;
         keys.refresh_if_due(now_ms);
         let epoch = keys.epoch();
@@ -206,7 +206,7 @@ impl Verifier {
             return Some(hit.claims.clone());
         }
         // Its key was withdrawn: verified again, it is refused as an unknown kid.
-        cache.remove(token);
+        cache.remove(token.as_bytes());
         None
     }
 
@@ -298,7 +298,8 @@ impl Verifier {
         let token = AccessToken::new(Arc::from(token));
         let claims = Claims::from_parts(repr, token);
         if let Some(cache) = &self.inner.cache {
-            cache.insert(Verified::new(claims.clone(), key, epoch, valid_until));
+            let entry = Verified::new(claims.clone(), key, epoch, valid_until);
+            cache.insert(entry, crate::clock::now_ms());
         }
         Ok(claims)
     }
