@@ -24,8 +24,9 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Extracts the bearer token from the request headers.
 ///
-/// Returns the token exactly as sent (borrowed from the header) or the rejection to answer with.
-pub(crate) fn extract(headers: &HeaderMap, max_token_bytes: usize) -> Result<&str, AuthError> {
+/// Returns the token exactly as sent (borrowed from the header: visible ASCII, so also UTF-8)
+/// or the rejection to answer with.
+pub(crate) fn extract(headers: &HeaderMap, max_token_bytes: usize) -> Result<&[u8], AuthError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(AuthErrorKind::MissingCredentials.into());
@@ -38,9 +39,11 @@ pub(crate) fn extract(headers: &HeaderMap, max_token_bytes: usize) -> Result<&st
 
 /// Parses one `Authorization` header value.
 ///
-/// Works on bytes and looks at each byte of the token once, without an early exit, so the
-/// check stays cheap for the ~1 KB tokens Kinde issues: this runs on every request.
-pub(crate) fn parse(value: &[u8], max_token_bytes: usize) -> Result<&str, AuthError> {
+/// Works on bytes and looks at each byte of the token once, without an early exit (so the
+/// compiler vectorizes it), and keeps the token as bytes: the check already proves it ASCII,
+/// and a cached token is looked up by its bytes, so it is never validated as UTF-8 again.
+/// This runs on every request.
+pub(crate) fn parse(value: &[u8], max_token_bytes: usize) -> Result<&[u8], AuthError> {
     let value = trim_blanks(value);
     let (scheme, rest) = match value.iter().position(|b| is_blank(*b)) {
         Some(end) => (&value[..end], trim_blanks(&value[end..])),
@@ -50,17 +53,18 @@ pub(crate) fn parse(value: &[u8], max_token_bytes: usize) -> Result<&str, AuthEr
         // Another scheme is no bearer credential at all (RFC 6750 §3.1: no error code).
         return Err(AuthErrorKind::MissingCredentials.into());
     }
-    // Spaces, tabs, control characters and anything beyond ASCII: not a token68.
-    let malformed = rest
+    // Spaces, tabs, control characters and anything beyond ASCII: not a token68. Only
+    // `!`..=`~` pass, so the lowest and highest bytes tell (a min and a max per 16 bytes).
+    let (lowest, highest) = rest
         .iter()
-        .fold(false, |bad, &b| bad | (b <= b' ') | (b >= 0x7f));
-    if rest.is_empty() || malformed {
+        .fold((u8::MAX, 0), |(low, high), &b| (low.min(b), high.max(b)));
+    if rest.is_empty() || lowest < b'!' || highest > b'~' {
         return Err(AuthErrorKind::InvalidRequest.into());
     }
     if rest.len() > max_token_bytes {
         return Err(AuthErrorKind::InvalidToken.into());
     }
-    std::str::from_utf8(rest).map_err(|_| AuthErrorKind::InvalidRequest.into())
+    Ok(rest)
 }
 
 fn is_blank(b: u8) -> bool {
@@ -96,7 +100,8 @@ mod tests {
     const MAX: usize = DEFAULT_MAX_TOKEN_BYTES;
 
     fn kind(headers: &HeaderMap) -> Result<&str, AuthErrorKind> {
-        extract(headers, MAX).map_err(|e| e.kind())
+        let token = extract(headers, MAX).map_err(|e| e.kind())?;
+        Ok(std::str::from_utf8(token).expect("visible ASCII"))
     }
 
     fn one(value: &'static str) -> HeaderMap {
@@ -178,9 +183,23 @@ mod tests {
     }
 
     #[test]
+    fn only_visible_ascii_passes() {
+        for b in 0..=u8::MAX {
+            let value = [b"Bearer a".as_slice(), &[b], b"b"].concat();
+            let visible = (b'!'..=b'~').contains(&b);
+            let answer = parse(&value, MAX).map_err(|e| e.kind());
+            if visible {
+                assert_eq!(answer, Ok(&value[7..]), "{b:#x}");
+            } else {
+                assert_eq!(answer, Err(AuthErrorKind::InvalidRequest), "{b:#x}");
+            }
+        }
+    }
+
+    #[test]
     fn size_cap_is_enforced_exactly() {
         let at_cap = format!("Bearer {}", "a".repeat(MAX));
-        assert_eq!(parse(at_cap.as_bytes(), MAX).map(str::len), Ok(MAX));
+        assert_eq!(parse(at_cap.as_bytes(), MAX).map(<[u8]>::len), Ok(MAX));
         let over = format!("Bearer {}", "a".repeat(MAX + 1));
         assert_eq!(
             parse(over.as_bytes(), MAX).map_err(|e| e.kind()),

@@ -82,7 +82,8 @@ where
             }
             Step::Done(Err(error)) => ResponseFuture::reject(error),
             Step::NeedsKey => {
-                let token = token.to_owned();
+                // `try_verify` read it as text before it asked for the key.
+                let token = String::from_utf8_lossy(token).into_owned();
                 let verifier = self.verifier.clone();
                 let log = self.log.clone();
                 // Take the service that was driven to readiness; leave a fresh clone behind.

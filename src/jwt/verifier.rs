@@ -140,7 +140,7 @@ impl Verifier {
 
     /// Verifies `token` (the bare JWT, without `Bearer `).
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        if let Step::Done(result) = self.try_verify(token) {
+        if let Step::Done(result) = self.try_verify(token.as_bytes()) {
             return result;
         }
         let parsed = self.parse(token, self.inner.max_token_bytes)?;
@@ -171,11 +171,15 @@ impl Verifier {
     }
 
     /// Everything that can be decided without waiting: a cache hit, a malformed token, or a
-    /// full verification with a key already known.
-    pub(crate) fn try_verify(&self, token: &str) -> Step {
+    /// full verification with a key already known. A cached token is found by its bytes; only a
+    /// token verified anew is checked as text.
+    pub(crate) fn try_verify(&self, token: &[u8]) -> Step {
         if let Some(claims) = self.cached(token) {
             return Step::Done(Ok(claims));
         }
+        let Ok(token) = std::str::from_utf8(token) else {
+            return Step::Done(Err(invalid("not a compact JWS")));
+        };
         let parsed = match self.parse(token, self.inner.max_token_bytes) {
             Ok(parsed) => parsed,
             Err(e) => return Step::Done(Err(e)),
@@ -189,10 +193,10 @@ impl Verifier {
 
     /// The claims of `token` from the cache, if it was verified before with a key the issuer
     /// still publishes.
-    fn cached(&self, token: &str) -> Option<Claims> {
+    fn cached(&self, token: &[u8]) -> Option<Claims> {
         let cache = self.inner.cache.as_ref()?;
         let now_ms = crate::clock::now_ms();
-        let hit = cache.get(token.as_bytes(), now_ms)?;
+        let hit = cache.get(token, now_ms)?;
         let keys = &self.inner.keys;
         keys.refresh_if_due(now_ms);
         let epoch = keys.epoch();
@@ -206,7 +210,7 @@ impl Verifier {
             return Some(hit.claims.clone());
         }
         // Its key was withdrawn: verified again, it is refused as an unknown kid.
-        cache.remove(token.as_bytes());
+        cache.remove(token);
         None
     }
 
