@@ -19,7 +19,7 @@
 //! byte budget. A hit is a shared lock, one hash, one comparison of the whole token, and a
 //! reference count: no allocation. The hash covers the token's length and its last
 //! [`HASHED_TAIL`] bytes (the end of the signature, which nobody but the issuer chooses, keyed
-//! per process): equality is still decided on every byte. A shard over its budget evicts
+//! per process): equality is still decided on every byte. The shard is picked by the last 8. A shard over its budget evicts
 //! expired entries first, then by CLOCK (second chance: an entry hit since the hand last
 //! passed is kept once).
 
@@ -113,7 +113,6 @@ pub(crate) struct TokenCache {
     shards: Box<[Padded]>,
     /// `shards.len() - 1`.
     mask: usize,
-    hasher: TailHash,
     max_entry_bytes: u32,
     max_ttl_ms: u64,
 }
@@ -131,7 +130,6 @@ impl TokenCache {
         Self {
             shards,
             mask: count - 1,
-            hasher,
             max_entry_bytes,
             max_ttl_ms: u64::try_from(max_ttl.as_millis()).unwrap_or(u64::MAX),
         }
@@ -141,9 +139,8 @@ impl TokenCache {
     /// still published is the caller's to check.
     /// `now_ms` is the Unix time in milliseconds.
     pub(crate) fn get(&self, token: &[u8], now_ms: u64) -> Option<Arc<Verified>> {
-        let hash = self.hasher.hash_one(token);
         let shard = self
-            .shard(hash)
+            .shard(token)
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         shard.get(token, now_ms)
@@ -156,9 +153,8 @@ impl TokenCache {
             return;
         }
         let deadline = deadline_ms(entry.valid_until, now_ms, self.max_ttl_ms);
-        let hash = self.hasher.hash_one(entry.token());
         let mut shard = self
-            .shard(hash)
+            .shard(entry.token())
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         shard.insert(entry, deadline, now_ms);
@@ -166,9 +162,8 @@ impl TokenCache {
 
     /// Forgets `token`.
     pub(crate) fn remove(&self, token: &[u8]) {
-        let hash = self.hasher.hash_one(token);
         let mut shard = self
-            .shard(hash)
+            .shard(token)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         shard.remove(token);
@@ -185,9 +180,15 @@ impl TokenCache {
         usage
     }
 
-    /// The shard `hash` belongs to (its high bits: the map uses the low ones).
-    fn shard(&self, hash: u64) -> &RwLock<Shard> {
-        &self.shards[(hash >> 40) as usize & self.mask].0
+    /// The shard of `token`: its last 8 bytes (the end of the signature, which nobody but the
+    /// issuer chooses) mixed by one multiplication. The shard's map hashes with a key of its own.
+    fn shard(&self, token: &[u8]) -> &RwLock<Shard> {
+        let tail = match token.last_chunk::<8>() {
+            Some(last) => u64::from_le_bytes(*last),
+            None => token.iter().fold(0, |tail, &b| tail << 8 | u64::from(b)),
+        };
+        let mixed = tail.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        &self.shards[(mixed >> 40) as usize & self.mask].0
     }
 }
 
