@@ -11,7 +11,10 @@
 //! | a token over the size cap | 401 `invalid_token` |
 //!
 //! What the token itself must look like (the JWT alphabet, three segments) is the
-//! [`Verifier`](crate::Verifier)'s business: a cached token is not scanned twice.
+//! [`Verifier`](crate::Verifier)'s business: a cached token is not scanned twice. Nor is it
+//! scanned here: the authentication layer first looks the header's token up in the
+//! verified-token cache, and a hit is byte for byte a token that passed every check below when
+//! it was first seen. Only a token not in the cache is [checked](check) before verification.
 //!
 //! The scheme name is case-insensitive (`bearer`, `BEARER`).
 
@@ -22,11 +25,10 @@ use crate::error::{AuthError, AuthErrorKind};
 /// Default cap on the size of a token, in bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-/// Extracts the bearer token from the request headers.
+/// The bearer token in the request headers, not yet [checked](check).
 ///
-/// Returns the token exactly as sent (borrowed from the header: visible ASCII, so also UTF-8)
-/// or the rejection to answer with.
-pub(crate) fn extract(headers: &HeaderMap, max_token_bytes: usize) -> Result<&[u8], AuthError> {
+/// Returns the token exactly as sent (borrowed from the header) or the rejection to answer with.
+pub(crate) fn extract(headers: &HeaderMap) -> Result<&[u8], AuthError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(AuthErrorKind::MissingCredentials.into());
@@ -34,16 +36,17 @@ pub(crate) fn extract(headers: &HeaderMap, max_token_bytes: usize) -> Result<&[u
     if values.next().is_some() {
         return Err(AuthErrorKind::InvalidRequest.into());
     }
-    parse(value.as_bytes(), max_token_bytes)
+    split(value.as_bytes())
 }
 
-/// Parses one `Authorization` header value.
-///
-/// Works on bytes and looks at each byte of the token once, without an early exit (so the
-/// compiler vectorizes it), and keeps the token as bytes: the check already proves it ASCII,
-/// and a cached token is looked up by its bytes, so it is never validated as UTF-8 again.
-/// This runs on every request.
+/// Parses and checks one `Authorization` header value: [`split`], then [`check`].
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn parse(value: &[u8], max_token_bytes: usize) -> Result<&[u8], AuthError> {
+    check(split(value)?, max_token_bytes)
+}
+
+/// The credentials after a case-insensitive `Bearer` scheme, blanks trimmed.
+fn split(value: &[u8]) -> Result<&[u8], AuthError> {
     let value = trim_blanks(value);
     let (scheme, rest) = match value.iter().position(|b| is_blank(*b)) {
         Some(end) => (&value[..end], trim_blanks(&value[end..])),
@@ -53,18 +56,26 @@ pub(crate) fn parse(value: &[u8], max_token_bytes: usize) -> Result<&[u8], AuthE
         // Another scheme is no bearer credential at all (RFC 6750 §3.1: no error code).
         return Err(AuthErrorKind::MissingCredentials.into());
     }
+    Ok(rest)
+}
+
+/// Checks a token from [`extract`]: non-empty visible ASCII (so also UTF-8), within the cap.
+///
+/// Looks at each byte once, without an early exit (so the compiler vectorizes it), and keeps
+/// the token as bytes: nothing validates it as UTF-8 again.
+pub(crate) fn check(token: &[u8], max_token_bytes: usize) -> Result<&[u8], AuthError> {
     // Spaces, tabs, control characters and anything beyond ASCII: not a token68. Only
     // `!`..=`~` pass, so the lowest and highest bytes tell (a min and a max per 16 bytes).
-    let (lowest, highest) = rest
+    let (lowest, highest) = token
         .iter()
         .fold((u8::MAX, 0), |(low, high), &b| (low.min(b), high.max(b)));
-    if rest.is_empty() || lowest < b'!' || highest > b'~' {
+    if token.is_empty() || lowest < b'!' || highest > b'~' {
         return Err(AuthErrorKind::InvalidRequest.into());
     }
-    if rest.len() > max_token_bytes {
+    if token.len() > max_token_bytes {
         return Err(AuthErrorKind::InvalidToken.into());
     }
-    Ok(rest)
+    Ok(token)
 }
 
 fn is_blank(b: u8) -> bool {
@@ -100,7 +111,8 @@ mod tests {
     const MAX: usize = DEFAULT_MAX_TOKEN_BYTES;
 
     fn kind(headers: &HeaderMap) -> Result<&str, AuthErrorKind> {
-        let token = extract(headers, MAX).map_err(|e| e.kind())?;
+        let token = extract(headers).and_then(|t| check(t, MAX));
+        let token = token.map_err(|e| e.kind())?;
         Ok(std::str::from_utf8(token).expect("visible ASCII"))
     }
 

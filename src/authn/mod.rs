@@ -1,11 +1,12 @@
 //! Authentication middleware: [`JwtAuthLayer`] verifies the bearer token of every request.
 //!
 //! For each request it:
-//! 1. removes any [`Claims`](crate::Claims) extension that came from outside (only this layer
-//!    may vouch for a caller);
-//! 2. reads exactly one `Authorization: Bearer <jwt>` header (see [`bearer`](crate::bearer));
-//! 3. answers from the verified-token cache, or verifies the token with the [`Verifier`](crate::Verifier);
-//! 4. inserts the `Claims` into the request extensions and calls the inner service.
+//! 1. reads exactly one `Authorization: Bearer <jwt>` header (see [`bearer`](crate::bearer));
+//! 2. answers from the verified-token cache (a hit is byte for byte a token that passed every
+//!    check before), or checks the header's token and verifies it with the
+//!    [`Verifier`](crate::Verifier);
+//! 3. inserts the [`Claims`](crate::Claims) into the request extensions, replacing any that
+//!    came from outside (only this layer may vouch for a caller), and calls the inner service.
 //!
 //! A request that fails answers 400/401/503 (see [`error`](crate::error)) without reaching the
 //! inner service. The inner service's error type is kept: rejections are responses. The common

@@ -67,12 +67,21 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        req.extensions_mut().remove::<Claims>();
-        let token = match bearer::extract(req.headers(), self.verifier.max_token_bytes()) {
+        let token = match bearer::extract(req.headers()) {
             Ok(token) => token,
             Err(error) => return ResponseFuture::reject(error),
         };
-        match self.verifier.try_verify(token) {
+        let step = match self.verifier.cached(token) {
+            // Byte for byte a token that passed the header checks and verification before.
+            Some(claims) => Step::Done(Ok(claims)),
+            None => match bearer::check(token, self.verifier.max_token_bytes()) {
+                Ok(token) => self.verifier.try_verify_uncached(token),
+                Err(error) => Step::Done(Err(error)),
+            },
+        };
+        // Every path below either rejects or inserts this layer's `Claims`, which replaces any
+        // that came from outside: the inner service never sees those.
+        match step {
             Step::Done(Ok(claims)) if locked_out(self.log.as_ref(), &claims) => {
                 ResponseFuture::reject(AuthError::new(AuthErrorKind::InvalidToken))
             }
@@ -82,7 +91,7 @@ where
             }
             Step::Done(Err(error)) => ResponseFuture::reject(error),
             Step::NeedsKey => {
-                // `try_verify` read it as text before it asked for the key.
+                // `try_verify_uncached` read it as text before it asked for the key.
                 let token = String::from_utf8_lossy(token).into_owned();
                 let verifier = self.verifier.clone();
                 let log = self.log.clone();

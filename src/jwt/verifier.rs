@@ -171,12 +171,17 @@ impl Verifier {
     }
 
     /// Everything that can be decided without waiting: a cache hit, a malformed token, or a
-    /// full verification with a key already known. A cached token is found by its bytes; only a
-    /// token verified anew is checked as text.
+    /// full verification with a key already known.
     pub(crate) fn try_verify(&self, token: &[u8]) -> Step {
-        if let Some(claims) = self.cached(token) {
-            return Step::Done(Ok(claims));
+        match self.cached(token) {
+            Some(claims) => Step::Done(Ok(claims)),
+            None => self.try_verify_uncached(token),
         }
+    }
+
+    /// [`try_verify`](Self::try_verify) for a token [`cached`](Self::cached) just missed: only
+    /// a token verified anew is read as text.
+    pub(crate) fn try_verify_uncached(&self, token: &[u8]) -> Step {
         let Ok(token) = std::str::from_utf8(token) else {
             return Step::Done(Err(invalid("not a compact JWS")));
         };
@@ -192,8 +197,8 @@ impl Verifier {
     }
 
     /// The claims of `token` from the cache, if it was verified before with a key the issuer
-    /// still publishes.
-    fn cached(&self, token: &[u8]) -> Option<Claims> {
+    /// still publishes. Compared byte for byte, so a hit is a token that passed every check.
+    pub(crate) fn cached(&self, token: &[u8]) -> Option<Claims> {
         let cache = self.inner.cache.as_ref()?;
         let now_ms = crate::clock::now_ms();
         let hit = cache.get(token, now_ms)?;
