@@ -1,13 +1,20 @@
 //! Whole request paths for instruction counts: a service stack driven with a no-op waker over
 //! prebuilt requests, each answered at once (no runtime, no socket in the count).
 //!
-//! - `bare`: the no-op handler alone, with the same requests (the baseline);
-//! - `token_trusted_repeat`: `auth.layer()` + a token-trusted route, token seen before;
-//! - `strict_hit`: `auth.layer()` + a strict route, live answer cached;
+//! Every stack is an axum `Router` with one route, `GET /reports`, answered by a no-op handler:
+//! the same app with and without claimcheck, as users run it.
+//!
+//! - `bare`: the router and handler alone, with the same requests (the floor);
+//! - `token_trusted_repeat`: `auth.layer()` on the router + a token-trusted route layer, token
+//!   seen before;
+//! - `strict_hit`: `auth.layer()` + a strict route layer, live answer cached;
 //! - `watermarked_repeat`: a token-trusted route for a user with a watermark newer than the
 //!   token, so it is decided from the cached live answer;
 //! - `token_trusted_repeat_redis` (feature `redis`): as `token_trusted_repeat`, with the Redis
-//!   change log followed in the background: the request path must not touch Redis.
+//!   change log followed in the background: the request path must not touch Redis;
+//! - `bare_service_fn`, `token_trusted_repeat_service_fn`: without the router (the handler a
+//!   `tower::service_fn`, the layers straight around it), the floor before 0.3: reported so
+//!   that claimcheck's own cost can be read against either floor.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +23,10 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
+use axum::Router;
 use axum::body::Body;
+use axum::handler::Handler;
+use axum::routing::get;
 use claimcheck::live::{KindeAccountApi, LiveCheck};
 use claimcheck::testing::{DEFAULT_ORG, FakeKinde};
 use claimcheck::{Auth, Permission, Verifier};
@@ -36,13 +46,34 @@ fn handler() -> Stack {
     }))
 }
 
+/// The no-op handler: an empty 200.
+fn noop() -> std::future::Ready<()> {
+    std::future::ready(())
+}
+
+/// `router` as `axum::serve` runs it: with its state given, so each route is a service built
+/// once, not per request.
+fn served(router: Router) -> Stack {
+    BoxCloneSyncService::new(router.with_state(()))
+}
+
+fn bare_router() -> Stack {
+    served(Router::new().route("/reports", get(noop)))
+}
+
 fn token_trusted(auth: &Auth) -> Stack {
-    let route = auth.token_trusted(READ_REPORTS).layer(handler());
-    BoxCloneSyncService::new(auth.layer().layer(route))
+    let route = get(noop.layer(auth.token_trusted(READ_REPORTS)));
+    served(Router::new().route("/reports", route).layer(auth.layer()))
 }
 
 fn strict(auth: &Auth) -> Stack {
-    let route = auth.strict(READ_REPORTS).layer(handler());
+    let route = get(noop.layer(auth.strict(READ_REPORTS)));
+    served(Router::new().route("/reports", route).layer(auth.layer()))
+}
+
+/// `token_trusted` without the router.
+fn token_trusted_service_fn(auth: &Auth) -> Stack {
+    let route = auth.token_trusted(READ_REPORTS).layer(handler());
     BoxCloneSyncService::new(auth.layer().layer(route))
 }
 
@@ -73,6 +104,18 @@ fn drive(service: &mut Stack, requests: Vec<Request<Body>>) {
 #[inline(never)]
 fn bare(service: &mut Stack, requests: Vec<Request<Body>>) {
     black_box("bare");
+    drive(service, requests);
+}
+
+#[inline(never)]
+fn bare_service_fn(service: &mut Stack, requests: Vec<Request<Body>>) {
+    black_box("bare_service_fn");
+    drive(service, requests);
+}
+
+#[inline(never)]
+fn token_trusted_repeat_service_fn(service: &mut Stack, requests: Vec<Request<Body>>) {
+    black_box("token_trusted_repeat_service_fn");
     drive(service, requests);
 }
 
@@ -123,20 +166,24 @@ fn warm(rt: &tokio::runtime::Runtime, service: &Stack, token: &str) {
 
 pub(super) fn run(rt: &tokio::runtime::Runtime, kinde: &FakeKinde, user: &str, token: &str) {
     kinde.grant(DEFAULT_ORG, user, READ_REPORTS.as_str());
-    let mut base = handler();
+    let (mut base, mut base_fn) = (bare_router(), handler());
     let auth = new_auth(rt, kinde);
     let (mut trusted, mut strict) = (token_trusted(&auth), strict(&auth));
+    let mut trusted_fn = token_trusted_service_fn(&auth);
     let marked = new_auth(rt, kinde);
     marked.freshness().mark_user(user, SystemTime::now());
     let mut watermarked = token_trusted(&marked);
-    for service in [&trusted, &strict, &watermarked] {
+    for service in [&trusted, &strict, &watermarked, &trusted_fn] {
         warm(rt, service, token);
     }
     drive(&mut base, requests(token));
+    drive(&mut base_fn, requests(token));
     bare(&mut base, requests(token));
     token_trusted_repeat(&mut trusted, requests(token));
     strict_hit(&mut strict, requests(token));
     watermarked_repeat(&mut watermarked, requests(token));
+    bare_service_fn(&mut base_fn, requests(token));
+    token_trusted_repeat_service_fn(&mut trusted_fn, requests(token));
 
     #[cfg(feature = "redis")]
     {
