@@ -33,8 +33,17 @@ pin_project! {
     {
         Called { #[pin] future: S::Future },
         Rejected { error: Option<AuthError> },
-        Verifying { verify: Verification, request: Option<Request<ReqBody>>, service: S },
+        // Boxed: a key fetch is rare, and a request and a service inline would make every
+        // response future that much larger to move (axum moves it several times a request).
+        Verifying { waiting: Box<Waiting<S, ReqBody>> },
     }
+}
+
+/// A request waiting for its token's key.
+struct Waiting<S, ReqBody> {
+    verify: Verification,
+    request: Option<Request<ReqBody>>,
+    service: S,
 }
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
@@ -56,9 +65,11 @@ where
     pub(crate) fn verifying(verify: Verification, request: Request<ReqBody>, service: S) -> Self {
         Self {
             state: State::Verifying {
-                verify,
-                request: Some(request),
-                service,
+                waiting: Box::new(Waiting {
+                    verify,
+                    request: Some(request),
+                    service,
+                }),
             },
         }
     }
@@ -82,19 +93,16 @@ where
                         .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(error.into_http_response()));
                 }
-                StateProj::Verifying {
-                    verify,
-                    request,
-                    service,
-                } => {
-                    let verified = ready!(verify.as_mut().poll(cx));
-                    let mut request = request
+                StateProj::Verifying { waiting } => {
+                    let verified = ready!(waiting.verify.as_mut().poll(cx));
+                    let mut request = waiting
+                        .request
                         .take()
                         .expect("ResponseFuture polled after completion");
                     match verified {
                         Ok(claims) => {
                             request.extensions_mut().insert(claims);
-                            let future = service.call(request);
+                            let future = waiting.service.call(request);
                             this.state.set(State::Called { future });
                         }
                         Err(error) => return Poll::Ready(Ok(error.into_http_response())),
