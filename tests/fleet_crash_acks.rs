@@ -11,12 +11,7 @@ use claimcheck::testing::RedisServer;
 use common::fleet::Fleet;
 
 async fn wait_online(fleet: &Fleet) {
-    let mut primary = fleet
-        .redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut primary = common::fleet::admin_connection(&fleet.redis.client()).await;
     let start = std::time::Instant::now();
     loop {
         let info: String = redis::cmd("INFO")
@@ -66,12 +61,7 @@ async fn replica_acks_hold_for_the_outbox_and_for_redeliveries() {
     let redelivered = event.deliver(&b.webhook_url()).await;
 
     // Does the Redis replica hold it? Its acknowledged offset against the primary's.
-    let mut conn = fleet
-        .redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = common::fleet::admin_connection(&fleet.redis.client()).await;
     let info: String = redis::cmd("INFO")
         .arg("replication")
         .query_async(&mut conn)

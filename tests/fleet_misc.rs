@@ -14,11 +14,7 @@ use common::fleet::{Fleet, until};
 use common::{Via, live_for, warm_verifier};
 
 async fn redis_clients(redis: &RedisServer) -> Vec<String> {
-    let mut admin = redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut admin = common::fleet::admin_connection(&redis.client()).await;
     let list: String = redis::cmd("CLIENT")
         .arg("LIST")
         .query_async(&mut admin)

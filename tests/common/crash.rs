@@ -68,11 +68,7 @@ pub async fn raw_append(
 }
 
 pub async fn admin(url: &str) -> MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    crate::common::fleet::admin_connection(&redis::Client::open(url).unwrap()).await
 }
 
 /// kp_1 holds read:reports at Kinde; a token issued `iat` (Unix seconds) that says so.

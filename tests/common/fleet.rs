@@ -163,8 +163,7 @@ pub async fn until(what: &str, done: impl Fn() -> bool) -> Duration {
 impl Fleet {
     /// A connection for raw commands (the test's, not a replica's).
     pub async fn admin(&self) -> redis::aio::MultiplexedConnection {
-        let client = self.redis.client();
-        client.get_multiplexed_async_connection().await.unwrap()
+        admin_connection(&self.redis.client()).await
     }
 
     /// The stream's key.
@@ -261,4 +260,15 @@ pub async fn burst(log: &claimcheck::changes::ChangeLog, n: usize) {
         .await
         .unwrap();
     }
+}
+
+/// A test's own connection to Redis, patient (30 s a reply): a test's pipeline of thousands of
+/// scripted appends can outlast the client's default 500 ms on a busy machine.
+pub async fn admin_connection(client: &redis::Client) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(30)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap()
 }
