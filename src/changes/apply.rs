@@ -137,8 +137,7 @@ mod tests_support {
     }
 
     pub(super) fn claims(sub: &str, iat: i64) -> crate::Claims {
-        let json = format!(r#"{{"iss":"i","exp":99999999999,"sub":"{sub}","iat":{iat}}}"#);
-        crate::Claims::unverified(&json).unwrap()
+        crate::Claims::fixture(serde_json::json!({"sub": sub, "iat": iat}))
     }
 }
 

@@ -131,6 +131,17 @@ impl Claims {
         Some(Self::from_parts(repr, AccessToken::new(Arc::from(token))))
     }
 
+    /// The crate's unit-test fixture: unverified claims with `iss` "i" and a far `exp`, plus
+    /// `fields` (which may override them).
+    #[cfg(test)]
+    pub(crate) fn fixture(fields: serde_json::Value) -> Self {
+        let mut payload = serde_json::json!({"iss": "i", "exp": 9_999_999_999_i64});
+        if let (Some(base), serde_json::Value::Object(extra)) = (payload.as_object_mut(), fields) {
+            base.extend(extra);
+        }
+        Self::unverified(&payload.to_string()).expect("fixture fields are claims")
+    }
+
     /// Bytes these claims hold on the heap, the token included (an estimate within a few
     /// percent of what the allocator hands out; see [`Repr::heap_bytes`]).
     pub(crate) fn heap_bytes(&self) -> usize {

@@ -84,9 +84,7 @@ mod tests {
     use super::*;
 
     fn claims(sub: &str, jti: &str, iat: i64) -> Claims {
-        let json =
-            format!(r#"{{"iss":"i","exp":9999999999,"sub":"{sub}","jti":"{jti}","iat":{iat}}}"#);
-        Claims::unverified(&json).unwrap()
+        Claims::fixture(serde_json::json!({"sub": sub, "jti": jti, "iat": iat}))
     }
 
     fn lockouts(capacity: u64) -> (Lockouts, Arc<AtomicI64>) {

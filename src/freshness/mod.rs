@@ -246,10 +246,11 @@ impl fmt::Debug for Freshness {
 mod tests {
     use super::*;
     fn claims(sub: &str, org: &str, iat: Option<i64>) -> Claims {
-        let iat = iat.map_or(String::new(), |iat| format!(r#","iat":{iat}"#));
-        let json =
-            format!(r#"{{"iss":"i","exp":9999999999,"sub":"{sub}","org_code":"{org}"{iat}}}"#);
-        Claims::unverified(&json).unwrap()
+        let mut fields = serde_json::json!({"sub": sub, "org_code": org});
+        if let Some(iat) = iat {
+            fields["iat"] = iat.into();
+        }
+        Claims::fixture(fields)
     }
 
     fn at(secs: i64) -> SystemTime {

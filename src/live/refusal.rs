@@ -137,10 +137,8 @@ mod tests {
 
     /// A query for `sub` at `iss` with a token of its own, named by its `jti`.
     fn query_issued(iss: &str, sub: &str, jti: &str, iat: i64) -> PermissionQuery {
-        let json = format!(
-            r#"{{"iss":"{iss}","exp":9999999999,"sub":"{sub}","iat":{iat},"jti":"{jti}"}}"#
-        );
-        PermissionQuery::from_claims(&Claims::unverified(&json).unwrap()).unwrap()
+        let fields = serde_json::json!({"iss": iss, "sub": sub, "iat": iat, "jti": jti});
+        PermissionQuery::from_claims(&Claims::fixture(fields)).unwrap()
     }
 
     /// A token of `sub` issued an hour ago.

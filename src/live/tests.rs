@@ -17,10 +17,8 @@ fn query(sub: &str, org: &str) -> PermissionQuery {
 
 /// A query for `sub` in `org` with a token of its own, named by its `jti`.
 fn query_with(sub: &str, org: &str, jti: &str) -> PermissionQuery {
-    let json = format!(
-        r#"{{"iss":"https://i","exp":9999999999,"sub":"{sub}","org_code":"{org}","jti":"{jti}"}}"#
-    );
-    PermissionQuery::from_claims(&Claims::unverified(&json).unwrap()).unwrap()
+    let fields = serde_json::json!({"iss": "https://i", "sub": sub, "org_code": org, "jti": jti});
+    PermissionQuery::from_claims(&Claims::fixture(fields)).unwrap()
 }
 
 /// Answers `{"v<n>"}` on its n-th call; the first call waits for `release` when gated;
