@@ -20,6 +20,10 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// The longest a token request may take (its HTTP timeout is 2 s).
 const TOKEN_DEADLINE: Duration = Duration::from_secs(3);
 
+/// The longest lifetime a token answer is believed: beyond any real machine token, and it
+/// keeps the `Instant` arithmetic in range whatever `expires_in` says (a huge one panicked).
+const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// The one machine-token request under way, if any.
 type TokenFetches = SingleFlight<(), (), Result<String, SourceError>>;
 
@@ -259,7 +263,7 @@ impl Inner {
         if response.access_token.is_empty() {
             return Err(SourceError::unavailable("empty machine token"));
         }
-        let lifetime = Duration::from_secs(response.expires_in);
+        let lifetime = Duration::from_secs(response.expires_in).min(MAX_LIFETIME);
         let margin = REFRESH_MARGIN.min(lifetime / 2);
         let now = Instant::now();
         tracing::debug!(target: "claimcheck::live", expires_in = response.expires_in, "machine token fetched");
