@@ -170,3 +170,33 @@ async fn settle_runs_with_the_map_locked() {
     assert_eq!(*seen.lock().unwrap(), Some(true));
     assert_eq!(flights.len(), 0);
 }
+
+// Catches: a settle hook that panics (with the map locked) leaving its waiters hanging, the
+// key stuck in the map, or the poisoned lock failing every later flight.
+#[tokio::test]
+async fn a_panicking_settle_still_answers_and_frees_the_key() {
+    let flights = Flights::new();
+    let settle = |_: Result<Result<u32, Ended>, Ended>| -> Result<u32, Ended> {
+        panic!("scripted settle panic")
+    };
+    let gate = Arc::new(Notify::new());
+    let call = {
+        let gate = gate.clone();
+        async move {
+            gate.notified().await;
+            Ok(1)
+        }
+    };
+    let started = flights.lock().start("k", 0, far(), call, settle);
+    let joined = flights.lock().join(&"k").unwrap();
+    gate.notify_one();
+    assert_eq!(started.wait(far()).await.unwrap_err(), Missed::Lost);
+    assert_eq!(joined.wait(far()).await.unwrap_err(), Missed::Lost);
+    assert_eq!(flights.len(), 0);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let next = flights
+        .lock()
+        .start("k", 1, far(), async { Ok(2) }, counted(&runs));
+    assert_eq!(next.wait(far()).await.unwrap().value, Ok(2));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
