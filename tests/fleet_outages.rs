@@ -189,7 +189,10 @@ async fn a_follower_cut_off_past_its_bound_decides_live_and_the_outbox_delivers_
     .await;
     until("B catches up", || b.caught_up()).await;
     // B can read the record before A has the reply to its append: A's outbox empties then.
-    until("A's outbox empties", || a.auth.change_log().status().outbox == 0).await;
+    until("A's outbox empties", || {
+        a.auth.change_log().status().outbox == 0
+    })
+    .await;
     let other = fleet
         .kinde
         .user_token("kp_2")

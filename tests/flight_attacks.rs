@@ -80,11 +80,15 @@ async fn a_short_lived_token_is_replaced_once_and_never_used_expired() {
     kinde.set_fault(Endpoint::Token, Fault::Status(500, vec![]));
     assert_eq!(burst(&api).await, 10);
     assert_eq!(kinde.calls(Endpoint::Token), 2);
+    // Asked again at once: the old token serves without another request (Kinde failed a
+    // moment ago), so a failing token endpoint is not asked on every lookup.
+    assert_eq!(burst(&api).await, 10);
+    assert_eq!(kinde.calls(Endpoint::Token), 2);
     // Expired, Kinde still failing: fail closed, one request per burst.
     tokio::time::sleep(ms(450)).await;
     assert_eq!(burst(&api).await, 0);
     assert_eq!(kinde.calls(Endpoint::Token), 3);
-    assert_eq!(kinde.calls(Endpoint::ManagementPermissions), 20);
+    assert_eq!(kinde.calls(Endpoint::ManagementPermissions), 30);
     // Zero seconds of life: every burst asks again, but only once.
     kinde.set_fault(Endpoint::Token, token_answer(&kinde, &client, 0).await);
     kinde.reset_calls();

@@ -17,6 +17,10 @@ use crate::upstream;
 /// A machine token is replaced this long before it expires (or at half its life if shorter).
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
+/// After a failed token request, how long a held token past its refresh point (but unexpired)
+/// serves without asking Kinde again.
+const TOKEN_RETRY: Duration = Duration::from_secs(5);
+
 /// The longest a token request may take (its HTTP timeout is 2 s).
 const TOKEN_DEADLINE: Duration = Duration::from_secs(3);
 
@@ -33,7 +37,10 @@ type TokenFetches = SingleFlight<(), (), Result<String, SourceError>>;
 /// `{issuer}/oauth2/token` for the audience `{issuer}/api` (the M2M application needs the
 /// `read:organization_user_permissions` scope). Kinde bills every token request, so the token is
 /// reused until a minute before it expires, and concurrent needs for a new one share one
-/// request. A token Kinde rejects with 401 is dropped and fetched again on the next call.
+/// request, in its own task (a caller that gives up does not cancel it). Past its refresh
+/// point, a token still unexpired keeps serving while Kinde cannot give a new one, and for 5 s
+/// after a failed token request no other is made. A token Kinde rejects with 401 is dropped and
+/// fetched again on the next call.
 ///
 /// A token without `org_code` has no organization to look permissions up in: its user holds no
 /// permissions here. Requests have a 1 s connect and 2 s total timeout, never follow redirects,
@@ -60,6 +67,8 @@ struct Inner {
     audience: String,
     token: Mutex<Option<MachineToken>>,
     fetches: TokenFetches,
+    /// When the last token request failed, if the one after it has not succeeded.
+    failed_at: Mutex<Option<Instant>>,
 }
 
 struct MachineToken {
@@ -116,6 +125,7 @@ impl KindeManagementApi {
                 audience,
                 token: Mutex::new(None),
                 fetches: TokenFetches::new(),
+                failed_at: Mutex::new(None),
             }),
         })
     }
@@ -173,6 +183,12 @@ impl Inner {
         if let Some(value) = self.held(|t| Instant::now() < t.refresh_at) {
             return Ok(value);
         }
+        // Kinde failed a moment ago: the unexpired token serves without asking again.
+        if self.retry_paused()
+            && let Some(value) = self.held(|t| Instant::now() < t.expires_at)
+        {
+            return Ok(value);
+        }
         let waiter = {
             let flights = self.fetches.lock();
             // Looked at again under the lock: a request may have just landed.
@@ -184,7 +200,10 @@ impl Inner {
                 None => {
                     let inner = self.clone();
                     let call = async move {
-                        let token = inner.fetch_token().await?;
+                        let fetched = inner.fetch_token().await;
+                        *inner.failed_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                            fetched.is_err().then(Instant::now);
+                        let token = fetched?;
                         let value = token.value.clone();
                         // Held before the flight lands, so no caller misses both.
                         *inner.slot() = Some(token);
@@ -210,6 +229,14 @@ impl Inner {
             }
         };
         fetched.or_else(|error| self.held(|t| Instant::now() < t.expires_at).ok_or(error))
+    }
+
+    /// Whether a token request failed less than [`TOKEN_RETRY`] ago.
+    fn retry_paused(&self) -> bool {
+        self.failed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < TOKEN_RETRY)
     }
 
     /// The held token's value, if `usable` says it may serve.
