@@ -38,8 +38,8 @@ type TokenFetches = SingleFlight<(), (), Result<String, SourceError>>;
 /// `read:organization_user_permissions` scope). Kinde bills every token request, so the token is
 /// reused until a minute before it expires, and concurrent needs for a new one share one
 /// request, in its own task (a caller that gives up does not cancel it). Past its refresh
-/// point, a token still unexpired keeps serving while Kinde cannot give a new one, and for 5 s
-/// after a failed token request no other is made. A token Kinde rejects with 401 is dropped and
+/// point, a token still unexpired keeps serving while Kinde cannot give a new one, without a
+/// new request for 5 s after each failed one. A token Kinde rejects with 401 is dropped and
 /// fetched again on the next call.
 ///
 /// A token without `org_code` has no organization to look permissions up in: its user holds no
