@@ -16,7 +16,8 @@
 //! | `CLAIMCHECK_BIND` | `127.0.0.1:3000` |
 //! | `RUST_LOG` | `info` |
 //!
-//! Routes: `GET /health` (public), `GET /me` (any valid token), `GET /reports` (token-trusted,
+//! Routes: `GET /health` (public), `GET /whoami` (optional authentication: anonymous callers get
+//! `{"sub":null}`, a bad token is still 401), `GET /me` (any valid token), `GET /reports` (token-trusted,
 //! needs `read:reports`), `POST /payments` (strict, needs `create:payments` according to Kinde's
 //! live permissions: the Management API when its credentials are set, else the Account API with
 //! the caller's token), `POST /webhooks/kinde` (Kinde webhooks: subscribe `user.updated`,
@@ -46,6 +47,10 @@ async fn me(claims: Claims) -> Json<Value> {
     }))
 }
 
+async fn whoami(claims: Option<Claims>) -> Json<Value> {
+    Json(json!({"sub": claims.as_ref().and_then(Claims::subject)}))
+}
+
 async fn reports() -> Json<Value> {
     Json(json!({"reports": ["q1", "q2"]}))
 }
@@ -63,6 +68,11 @@ fn app(auth: &Auth) -> Router {
         )
         .route("/payments", post(pay.layer(auth.strict(CREATE_PAYMENTS))))
         .layer(auth.layer())
+        .merge(
+            Router::new()
+                .route("/whoami", get(whoami))
+                .layer(auth.optional_layer()),
+        )
         .merge(
             Router::new()
                 .route("/health", get(|| async { "ok" }))

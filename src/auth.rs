@@ -109,6 +109,13 @@ impl Auth {
         JwtAuthLayer::new(self.verifier.clone()).with_change_log(self.log.clone())
     }
 
+    /// The authentication layer, letting requests without credentials through as anonymous
+    /// (see [`JwtAuthLayer::optional`]): for routes that serve everyone but say more to a
+    /// signed-in caller (`Option<Claims>`). Bad credentials are still 401.
+    pub fn optional_layer(&self) -> JwtAuthLayer {
+        self.layer().optional()
+    }
+
     /// A route layer requiring `permission`, decided from the token's claims, and live for
     /// tokens that carry no `permissions` claim or were issued before a change of their user
     /// (see [`mark_changed`](Self::mark_changed)).

@@ -92,7 +92,7 @@ async fn start_server(kinde: &FakeKinde, env: &[(&str, &str)]) -> (Killed, Strin
 }
 
 #[tokio::test]
-async fn the_server_example_serves_health_me_and_reports() {
+async fn the_server_example_serves_health_whoami_me_and_reports() {
     let kinde = FakeKinde::start().await;
     let (child, base) = start_server(&kinde, &[]).await;
 
@@ -121,6 +121,17 @@ async fn the_server_example_serves_health_me_and_reports() {
         me,
         serde_json::json!({"sub": "kp_1", "org_code": "org_abc", "permissions": ["read:reports"]})
     );
+    // Optional authentication: anonymous, signed in, and a bad token still refused.
+    let whoami = |token: Option<String>| async {
+        let response = get("/whoami", token).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(whoami(None).await, (200, r#"{"sub":null}"#.to_owned()));
+    assert_eq!(
+        whoami(Some(token.clone())).await,
+        (200, r#"{"sub":"kp_1"}"#.to_owned())
+    );
+    assert_eq!(whoami(Some("not-a-jwt".to_owned())).await.0, 401);
     assert_eq!(get("/reports", Some(token)).await.unwrap().status(), 200);
     let without = kinde.user_token("kp_2").sign();
     assert_eq!(get("/reports", Some(without)).await.unwrap().status(), 403);

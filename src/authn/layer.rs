@@ -12,6 +12,7 @@ use crate::jwt::Verifier;
 pub struct JwtAuthLayer {
     verifier: Verifier,
     log: Option<ChangeLog>,
+    optional: bool,
 }
 
 impl JwtAuthLayer {
@@ -20,6 +21,21 @@ impl JwtAuthLayer {
         Self {
             verifier,
             log: None,
+            optional: false,
+        }
+    }
+
+    /// Lets requests that carry no bearer credentials at all (no `Authorization` header, or
+    /// another scheme) through as anonymous: no [`Claims`](crate::Claims) in their extensions,
+    /// so handlers take `Option<Claims>`. A request with *bad* credentials (a malformed header,
+    /// an invalid, expired or locked-out token) is still refused, and a permission layer or a
+    /// `Claims` extractor behind this layer answers an anonymous request 401 with a bare
+    /// `Bearer` challenge (Envoy's `allow_missing`, not `allow_missing_or_failed`).
+    /// [`Auth::optional_layer`](crate::Auth::optional_layer) does this.
+    pub fn optional(self) -> Self {
+        Self {
+            optional: true,
+            ..self
         }
     }
 
@@ -38,6 +54,11 @@ impl<S> Layer<S> for JwtAuthLayer {
     type Service = JwtAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        JwtAuth::new(inner, self.verifier.clone()).with_change_log(self.log.clone())
+        let service = JwtAuth::new(inner, self.verifier.clone()).with_change_log(self.log.clone());
+        if self.optional {
+            service.optional()
+        } else {
+            service
+        }
     }
 }

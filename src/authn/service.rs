@@ -9,7 +9,7 @@ use tower::Service;
 use super::ResponseFuture;
 use crate::bearer;
 use crate::changes::ChangeLog;
-use crate::claims::Claims;
+use crate::claims::{Anonymous, Claims};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::jwt::{Step, Verifier};
 
@@ -20,6 +20,7 @@ pub struct JwtAuth<S> {
     inner: S,
     verifier: Verifier,
     log: Option<ChangeLog>,
+    optional: bool,
 }
 
 impl<S> JwtAuth<S> {
@@ -29,12 +30,22 @@ impl<S> JwtAuth<S> {
             inner,
             verifier,
             log: None,
+            optional: false,
         }
     }
 
     /// Also refuses tokens locked out through `log`.
     pub fn with_change_log(self, log: Option<ChangeLog>) -> Self {
         Self { log, ..self }
+    }
+
+    /// Lets requests without bearer credentials through as anonymous (see
+    /// [`JwtAuthLayer::optional`](super::JwtAuthLayer::optional)).
+    pub fn optional(self) -> Self {
+        Self {
+            optional: true,
+            ..self
+        }
     }
 
     /// The wrapped service.
@@ -69,6 +80,12 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let token = match bearer::extract(req.headers()) {
             Ok(token) => token,
+            Err(error) if self.optional && error.kind() == AuthErrorKind::MissingCredentials => {
+                // Anonymous: no claims from outside may pass for ours.
+                req.extensions_mut().remove::<Claims>();
+                req.extensions_mut().insert(Anonymous);
+                return ResponseFuture::call(self.inner.call(req));
+            }
             Err(error) => return ResponseFuture::reject(error),
         };
         let step = match self.verifier.cached(token) {

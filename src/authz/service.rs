@@ -9,7 +9,7 @@ use tower::Service;
 use super::ResponseFuture;
 use super::decide;
 use super::mode::{Mode, Verdict};
-use crate::claims::Claims;
+use crate::claims::{Anonymous, Claims};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::permission::Permission;
 
@@ -62,6 +62,10 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let Some(claims) = req.extensions().get::<Claims>() else {
+            if req.extensions().get::<Anonymous>().is_some() {
+                let error = AuthError::from(AuthErrorKind::MissingCredentials);
+                return ResponseFuture::reject(error, None);
+            }
             tracing::error!(
                 target: "claimcheck::authz",
                 permission = %self.permission,

@@ -71,8 +71,10 @@ pub enum FeatureFlag {
 ///
 /// Inserted into the request extensions by [`JwtAuthLayer`](crate::JwtAuthLayer); extract it in
 /// a handler as `claims: Claims`, or `claims: Option<Claims>` on routes that also serve
-/// anonymous callers. A handler that extracts `Claims` behind no authentication layer answers
-/// 500 (a wiring mistake), never an allow.
+/// anonymous callers (behind [`JwtAuthLayer::optional`](crate::JwtAuthLayer::optional), which
+/// lets requests without credentials through; there `Claims` answers 401 to an anonymous
+/// caller). A handler that extracts `Claims` behind no authentication layer answers 500 (a
+/// wiring mistake), never an allow.
 #[derive(Clone)]
 pub struct Claims(Arc<Inner>);
 
@@ -280,16 +282,26 @@ impl fmt::Debug for Claims {
     }
 }
 
+/// Left in the request extensions by an [optional](crate::JwtAuthLayer::optional)
+/// authentication layer that let a request without credentials through: what needs `Claims`
+/// downstream then answers 401 with a bare `Bearer` challenge, not 500.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Anonymous;
+
 impl<S: Send + Sync> FromRequestParts<S> for Claims {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Claims>().cloned().ok_or_else(|| {
-            tracing::error!(
-                "Claims extracted on a route without JwtAuthLayer: add `.layer(auth.layer())`"
-            );
-            AuthError::new(AuthErrorKind::Misconfigured)
-        })
+        if let Some(claims) = parts.extensions.get::<Claims>() {
+            return Ok(claims.clone());
+        }
+        if parts.extensions.get::<Anonymous>().is_some() {
+            return Err(AuthErrorKind::MissingCredentials.into());
+        }
+        tracing::error!(
+            "Claims extracted on a route without JwtAuthLayer: add `.layer(auth.layer())`"
+        );
+        Err(AuthError::new(AuthErrorKind::Misconfigured))
     }
 }
 
