@@ -14,7 +14,7 @@
 //! [`Verifier`](crate::Verifier)'s business: a cached token is not scanned twice. Nor is it
 //! scanned here: the authentication layer first looks the header's token up in the
 //! verified-token cache, and a hit is byte for byte a token that passed every check below when
-//! it was first seen. Only a token not in the cache is [checked](check) before verification.
+//! it was first seen. Only a token not in the cache is checked (`check`) before verification.
 //!
 //! The scheme name is case-insensitive (`bearer`, `BEARER`).
 
@@ -25,7 +25,7 @@ use crate::error::{AuthError, AuthErrorKind};
 /// Default cap on the size of a token, in bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-/// The bearer token in the request headers, not yet [checked](check).
+/// The bearer token in the request headers, not yet checked (`check`).
 ///
 /// Returns the token exactly as sent (borrowed from the header) or the rejection to answer with.
 pub(crate) fn extract(headers: &HeaderMap) -> Result<&[u8], AuthError> {

@@ -185,6 +185,21 @@ impl Decision {
     }
 }
 
+/// Returned with a handler's response (`(decision, body)`), a decision made by
+/// [`RequirePermissionLayer::check`](crate::authz::RequirePermissionLayer::check) lands in the
+/// response extensions, as a route layer's does.
+impl axum::response::IntoResponseParts for Decision {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(
+        self,
+        mut parts: axum::response::ResponseParts,
+    ) -> Result<axum::response::ResponseParts, Self::Error> {
+        parts.extensions_mut().insert(self);
+        Ok(parts)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,7 +52,12 @@ pub(super) fn from_lookup(lookup: &Lookup, permission: &Permission) -> Decision 
 
 /// Allow: call. Anything else: 403 `insufficient_scope`. Traced either way.
 pub(super) fn next<B>(decision: Decision, req: &Request<B>) -> Next {
-    decision.trace(|| subject(req));
+    next_for(decision, || subject(req))
+}
+
+/// [`next`] for the caller `who` names (read only when the decision is traced).
+pub(super) fn next_for<'a>(decision: Decision, who: impl FnOnce() -> &'a str) -> Next {
+    decision.trace(who);
     match decision.outcome() {
         Outcome::Allow => Next::Call(decision),
         _ => {
@@ -77,13 +82,22 @@ pub(super) fn after_lookup<B>(
 /// The answer when the live source gave no permissions: 503 when it is unavailable, 401 when it
 /// refused the caller's token.
 pub(super) fn failed<B>(error: &SourceError, permission: &Permission, req: &Request<B>) -> Next {
+    failed_for(error, permission, || subject(req))
+}
+
+/// [`failed`] for the caller `who` names.
+pub(super) fn failed_for<'a>(
+    error: &SourceError,
+    permission: &Permission,
+    who: impl FnOnce() -> &'a str,
+) -> Next {
     let outcome = if error.is_refused() {
         Outcome::Refused
     } else {
         Outcome::Unavailable
     };
     let decision = Decision::new(outcome, permission.clone(), Provenance::Live, Age::Unknown);
-    decision.trace(|| subject(req));
+    decision.trace(who);
     if error.is_refused() {
         tracing::debug!(
             target: "claimcheck::authz",
@@ -102,8 +116,10 @@ pub(super) fn failed<B>(error: &SourceError, permission: &Permission, req: &Requ
 
 /// Who the request is from, for logs: `sub`, or `azp` for machine tokens.
 fn subject<B>(req: &Request<B>) -> &str {
-    req.extensions()
-        .get::<Claims>()
-        .and_then(|c| c.subject().or(c.authorized_party()))
-        .unwrap_or("")
+    req.extensions().get::<Claims>().map_or("", caller)
+}
+
+/// Who the claims are of, for logs: `sub`, or `azp` for machine tokens.
+pub(super) fn caller(claims: &Claims) -> &str {
+    claims.subject().or(claims.authorized_party()).unwrap_or("")
 }

@@ -12,8 +12,8 @@ use crate::permission::Permission;
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RequirePermissionLayer<M = TokenTrusted> {
-    permission: Permission,
-    mode: M,
+    pub(super) permission: Permission,
+    pub(super) mode: M,
 }
 
 impl RequirePermissionLayer<TokenTrusted> {

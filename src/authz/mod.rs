@@ -37,16 +37,22 @@
 //! [`Decision`](crate::decision::Decision). A route reached without `Claims` (no
 //! authentication layer in front) answers 500: a wiring mistake is never an allow.
 //!
+//! A handler whose requirement depends on the request (its body, its path) asks the same layer
+//! value: [`RequirePermissionLayer::check`] decides as the route layer would and answers the
+//! same [`Rejection`] when it does not allow.
+//!
 //! Pitfall: `get(a).route_layer(x).post(b).route_layer(y)` wraps `GET` in **both** `x` and `y`,
 //! because `route_layer` applies to every method registered so far. Put the layer on the
 //! handler (`get(a.layer(x)).post(b.layer(y))`) to scope it to one method.
 
+mod check;
 mod decide;
 mod future;
 mod layer;
 mod mode;
 mod service;
 
+pub use check::Rejection;
 pub use future::ResponseFuture;
 pub use layer::RequirePermissionLayer;
 pub use mode::{Mode, Strict, TokenTrusted};

@@ -22,6 +22,7 @@ pub mod fleet;
 pub const READ_REPORTS: Permission = Permission::from_static("read:reports");
 pub const CREATE_PAYMENTS: Permission = Permission::from_static("create:payments");
 pub const SYNC_FLEET: Permission = Permission::from_static("sync:fleet");
+pub const APPROVE_REFUNDS: Permission = Permission::from_static("approve:refunds");
 
 pub struct Harness {
     pub kinde: FakeKinde,
@@ -137,8 +138,25 @@ pub fn app(auth: &Auth, runs: Arc<AtomicUsize>) -> Router {
             "machine": claims.is_machine(),
         }))
     }
+    // A requirement that depends on the body: refunds over 1 000 need `approve:refunds`, live;
+    // smaller ones `create:payments`, from the token.
+    let refunds = {
+        let (trusted, strict) = (
+            auth.token_trusted(CREATE_PAYMENTS),
+            auth.strict(APPROVE_REFUNDS),
+        );
+        move |claims: Claims, Json(body): Json<Value>| async move {
+            let check = if body["amount"].as_u64().unwrap_or(0) > 1_000 {
+                strict.check(&claims).await
+            } else {
+                trusted.check(&claims).await
+            };
+            check.map(|decision| (decision, "refunded"))
+        }
+    };
     Router::new()
         .route("/me", get(me))
+        .route("/refunds", post(refunds))
         .route(
             "/reports",
             get((|| async { "reports" }).layer(auth.token_trusted(READ_REPORTS))),
