@@ -236,8 +236,11 @@ impl axum::response::IntoResponse for AuthError {
 
 /// A configuration value is missing or unusable. The message names the setting, never its
 /// value when that value is a secret.
+///
+/// Its `Debug` prints the same sentence as its `Display`, so a `main` returning
+/// `Result<(), Box<dyn Error>>` that fails on it prints something a person can act on.
 #[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum ConfigError {
     /// A required setting is absent.
     Missing(&'static str),
@@ -265,6 +268,12 @@ impl fmt::Display for ConfigError {
             Self::Missing(setting) => write!(f, "{setting} is required but not set"),
             Self::Invalid { setting, reason } => write!(f, "{setting} is invalid: {reason}"),
         }
+    }
+}
+
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -14,7 +14,17 @@ const MAX_RETRY: Duration = Duration::from_secs(3600);
 
 /// `url` parsed, if it is `https://`, or `http://` to a loopback host (tests, local fakes).
 pub(crate) fn check_url(setting: &'static str, url: &str) -> Result<url::Url, ConfigError> {
-    let parsed = url::Url::parse(url).map_err(|e| ConfigError::invalid(setting, e.to_string()))?;
+    let parsed = url::Url::parse(url).map_err(|e| match e {
+        url::ParseError::RelativeUrlWithoutBase => {
+            let shown: String = url.chars().take(200).collect();
+            let mut reason = format!("`{shown}` has no scheme: write `https://{shown}`");
+            if setting == "KINDE_ISSUER_URL" {
+                reason.push_str(" (or set KINDE_DOMAIN, which adds https://)");
+            }
+            ConfigError::invalid(setting, reason)
+        }
+        other => ConfigError::invalid(setting, format!("not a URL ({other})")),
+    })?;
     let loopback = match parsed.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -243,6 +253,12 @@ mod tests {
         assert!(check_url("x", "http://a.kinde.com").is_err());
         assert!(check_url("x", "ftp://a.kinde.com").is_err());
         assert!(check_url("x", "a.kinde.com").is_err());
+        let missing_scheme = check_url("KINDE_ISSUER_URL", "mybiz.kinde.com").unwrap_err();
+        assert_eq!(
+            missing_scheme.to_string(),
+            "KINDE_ISSUER_URL is invalid: `mybiz.kinde.com` has no scheme: write \
+             `https://mybiz.kinde.com` (or set KINDE_DOMAIN, which adds https://)"
+        );
     }
 
     #[test]

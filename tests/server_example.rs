@@ -210,6 +210,21 @@ fn the_server_example_refuses_a_bad_strict_ttl() {
     assert!(stderr.contains("CLAIMCHECK_STRICT_TTL_MS"), "{stderr}");
 }
 
+#[test]
+fn the_server_example_says_what_to_write_for_an_issuer_without_a_scheme() {
+    let output = Command::new(example_binary("server"))
+        .env_clear()
+        .env("KINDE_ISSUER_URL", "mybiz.kinde.com")
+        .env("KINDE_AUDIENCE", "api")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("write `https://mybiz.kinde.com`"), "{stderr}");
+    assert!(stderr.contains("KINDE_DOMAIN"), "{stderr}");
+    assert!(!stderr.contains("Invalid {"), "a sentence, not a Debug dump: {stderr}");
+}
+
 /// Two processes of the example sharing one Redis (`CLAIMCHECK_REDIS_URL`): a webhook delivered
 /// to one is honoured by the other on its next request.
 #[cfg(feature = "redis")]

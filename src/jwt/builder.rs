@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::Verifier;
 use super::cache::TokenCache;
+use super::diagnose::Diagnosis;
 use super::jwk::Algorithm;
 use super::keys::{KeyStore, KeyTiming};
 use super::source::{FetchLimits, HttpJwksSource};
@@ -261,6 +262,7 @@ impl VerifierBuilder {
             max_token_bytes: self.max_token_bytes,
             keys: KeyStore::new(source, timing),
             cache,
+            diagnosis: Diagnosis::default(),
         }))
     }
 }

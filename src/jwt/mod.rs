@@ -8,6 +8,7 @@
 
 mod builder;
 mod cache;
+mod diagnose;
 mod ijson;
 mod jwk;
 mod keys;

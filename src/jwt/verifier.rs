@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use super::cache::{TokenCache, Verified};
+use super::diagnose::Diagnosis;
 use super::ijson;
 use super::jwk::{Algorithm, VerifyingKey};
 use super::keys::{KeyError, KeyStore};
@@ -49,6 +50,8 @@ pub(crate) struct Inner {
     pub(crate) max_token_bytes: usize,
     pub(crate) keys: KeyStore,
     pub(crate) cache: Option<TokenCache>,
+    /// Explains, once a minute, rejections a misconfiguration causes.
+    pub(crate) diagnosis: Diagnosis,
 }
 
 /// The result of the synchronous part of verification.
@@ -165,7 +168,14 @@ impl Verifier {
 
     async fn key(&self, parsed: &Parsed<'_>) -> Result<Arc<VerifyingKey>, AuthError> {
         self.inner.keys.get(&parsed.kid).await.map_err(|e| match e {
-            KeyError::Unknown => invalid("unknown kid"),
+            KeyError::Unknown => {
+                let inner = &self.inner;
+                let held = inner.keys.key_count();
+                inner
+                    .diagnosis
+                    .kid(&parsed.kid, parsed.payload, &inner.issuer, held);
+                invalid("unknown kid")
+            }
             KeyError::Unavailable => AuthError::new(AuthErrorKind::Unavailable),
         })
     }
@@ -254,7 +264,12 @@ impl Verifier {
         }
         let alg = Algorithm::from_jose(&jose.alg)
             .filter(|alg| self.inner.algorithms.contains(alg))
-            .ok_or_else(|| invalid("alg not allowed"))?;
+            .ok_or_else(|| {
+                let accepted: Vec<&str> =
+                    self.inner.algorithms.iter().map(|a| a.as_str()).collect();
+                self.inner.diagnosis.algorithm(&jose.alg, &accepted);
+                invalid("alg not allowed")
+            })?;
         if let Some(typ) = &jose.typ {
             let typ = typ.strip_prefix("application/").unwrap_or(typ);
             if !typ.eq_ignore_ascii_case("jwt") && !typ.eq_ignore_ascii_case("at+jwt") {
@@ -316,6 +331,7 @@ impl Verifier {
     /// Checks the claims; returns the Unix second after which the token stops being accepted.
     fn check_claims(&self, repr: &Repr) -> Result<i64, AuthError> {
         if repr.iss != self.inner.issuer {
+            self.inner.diagnosis.issuer(&repr.iss, &self.inner.issuer);
             return Err(invalid("iss mismatch"));
         }
         if !repr
@@ -323,6 +339,9 @@ impl Verifier {
             .iter()
             .any(|aud| self.inner.audiences.contains(aud))
         {
+            self.inner
+                .diagnosis
+                .audience(&repr.aud, &self.inner.audiences);
             return Err(invalid("aud mismatch"));
         }
         let now = i128::from(now_secs());
