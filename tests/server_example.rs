@@ -220,9 +220,15 @@ fn the_server_example_says_what_to_write_for_an_issuer_without_a_scheme() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("write `https://mybiz.kinde.com`"), "{stderr}");
+    assert!(
+        stderr.contains("write `https://mybiz.kinde.com`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("KINDE_DOMAIN"), "{stderr}");
-    assert!(!stderr.contains("Invalid {"), "a sentence, not a Debug dump: {stderr}");
+    assert!(
+        !stderr.contains("Invalid {"),
+        "a sentence, not a Debug dump: {stderr}"
+    );
 }
 
 /// Two processes of the example sharing one Redis (`CLAIMCHECK_REDIS_URL`): a webhook delivered
