@@ -101,7 +101,7 @@ impl<M: Mode> RequirePermissionLayer<M> {
     /// ```
     pub async fn check(&self, claims: &Claims) -> Result<Decision, Rejection> {
         let who = || decide::caller(claims);
-        let decision = match self.mode.verdict(claims, &self.permission) {
+        let decision = match self.rule.mode.verdict(claims, &self.rule.permission) {
             Verdict::Decided(decision) => decision,
             Verdict::Live(live, query, priority) => {
                 let looked_up = match live.peek(&query) {
@@ -109,8 +109,10 @@ impl<M: Mode> RequirePermissionLayer<M> {
                     None => live.lookup_with(&query, priority).await,
                 };
                 match looked_up {
-                    Ok(lookup) => decide::from_lookup(&lookup, &self.permission),
-                    Err(error) => return settle(decide::failed_for(&error, &self.permission, who)),
+                    Ok(lookup) => decide::from_lookup(&lookup, &self.rule.permission),
+                    Err(error) => {
+                        return settle(decide::failed_for(&error, &self.rule.permission, who));
+                    }
                 }
             }
         };

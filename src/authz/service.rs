@@ -1,5 +1,6 @@
 //! [`RequirePermission`].
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -8,26 +9,20 @@ use tower::Service;
 
 use super::ResponseFuture;
 use super::decide;
-use super::mode::{Mode, Verdict};
+use super::mode::{Mode, Rule, Verdict};
 use crate::claims::{Anonymous, Claims};
 use crate::error::{AuthError, AuthErrorKind};
-use crate::permission::Permission;
 
 /// Requires a permission before calling the inner service. See [`authz`](crate::authz).
 #[derive(Debug, Clone)]
 pub struct RequirePermission<S, M> {
     inner: S,
-    permission: Permission,
-    mode: M,
+    rule: Arc<Rule<M>>,
 }
 
 impl<S, M> RequirePermission<S, M> {
-    pub(crate) fn new(inner: S, permission: Permission, mode: M) -> Self {
-        Self {
-            inner,
-            permission,
-            mode,
-        }
+    pub(super) fn new(inner: S, rule: Arc<Rule<M>>) -> Self {
+        Self { inner, rule }
     }
 
     /// The wrapped service.
@@ -68,17 +63,17 @@ where
             }
             tracing::error!(
                 target: "claimcheck::authz",
-                permission = %self.permission,
+                permission = %self.rule.permission,
                 "permission layer without JwtAuthLayer in front: add `.layer(auth.layer())`"
             );
             return ResponseFuture::reject(AuthError::new(AuthErrorKind::Misconfigured), None);
         };
-        let decision = match self.mode.verdict(claims, &self.permission) {
+        let decision = match self.rule.mode.verdict(claims, &self.rule.permission) {
             Verdict::Decided(decision) => decision,
             Verdict::Live(live, query, priority) => match live.peek(&query) {
-                Some(Ok(lookup)) => decide::from_lookup(&lookup, &self.permission),
+                Some(Ok(lookup)) => decide::from_lookup(&lookup, &self.rule.permission),
                 Some(Err(refused)) => {
-                    let next = decide::failed(&refused, &self.permission, &req);
+                    let next = decide::failed(&refused, &self.rule.permission, &req);
                     return ResponseFuture::next(next, req, &mut self.inner);
                 }
                 None => {
@@ -86,7 +81,12 @@ where
                     // Take the service that was driven to readiness; leave a fresh clone behind.
                     let clone = self.inner.clone();
                     let ready = std::mem::replace(&mut self.inner, clone);
-                    return ResponseFuture::checking(check, self.permission.clone(), req, ready);
+                    return ResponseFuture::checking(
+                        check,
+                        self.rule.permission.clone(),
+                        req,
+                        ready,
+                    );
                 }
             },
         };
