@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use super::jwk::Algorithm;
 use crate::clock::now_ms;
 
 /// Least time between two warnings for one reason.
@@ -82,7 +83,14 @@ impl Diagnosis {
 
     /// A token names a key the issuer's key set does not hold. `payload` is the token's
     /// unverified payload segment: its `iss` often tells a token of another issuer.
-    pub(crate) fn kid(&self, kid: &str, payload: &str, configured_issuer: &str, known: usize) {
+    /// `held` counts the keys held; it is asked only when a warning is due.
+    pub(crate) fn kid(
+        &self,
+        kid: &str,
+        payload: &str,
+        configured_issuer: &str,
+        held: impl FnOnce() -> usize,
+    ) {
         if self.due(Mismatch::Kid) {
             let token_iss = unverified_iss(payload);
             tracing::warn!(
@@ -90,7 +98,7 @@ impl Diagnosis {
                 token_kid = ?quote(kid),
                 token_iss_unverified = ?token_iss.as_deref().map(quote),
                 configured_issuer,
-                keys_held = known,
+                keys_held = held(),
                 "tokens are refused: their kid is not in the issuer's key set \
                  (tokens of another issuer, or a wrong KINDE_JWKS_URL)"
             );
@@ -98,8 +106,9 @@ impl Diagnosis {
     }
 
     /// A token is signed with an algorithm not accepted.
-    pub(crate) fn algorithm(&self, alg: &str, accepted: &[&str]) {
+    pub(crate) fn algorithm(&self, alg: &str, accepted: &[Algorithm]) {
         if self.due(Mismatch::Algorithm) {
+            let accepted: Vec<&str> = accepted.iter().map(|a| a.as_str()).collect();
             tracing::warn!(
                 target: "claimcheck::diagnose",
                 token_alg = ?quote(alg),

@@ -170,7 +170,7 @@ impl Verifier {
         self.inner.keys.get(&parsed.kid).await.map_err(|e| match e {
             KeyError::Unknown => {
                 let inner = &self.inner;
-                let held = inner.keys.key_count();
+                let held = || inner.keys.key_count();
                 inner
                     .diagnosis
                     .kid(&parsed.kid, parsed.payload, &inner.issuer, held);
@@ -265,9 +265,9 @@ impl Verifier {
         let alg = Algorithm::from_jose(&jose.alg)
             .filter(|alg| self.inner.algorithms.contains(alg))
             .ok_or_else(|| {
-                let accepted: Vec<&str> =
-                    self.inner.algorithms.iter().map(|a| a.as_str()).collect();
-                self.inner.diagnosis.algorithm(&jose.alg, &accepted);
+                self.inner
+                    .diagnosis
+                    .algorithm(&jose.alg, &self.inner.algorithms);
                 invalid("alg not allowed")
             })?;
         if let Some(typ) = &jose.typ {
