@@ -26,10 +26,7 @@ impl<M: Clone> RequirePermissionLayer<M> {
 
     /// The same permission, decided by `change(mode)`.
     fn with_mode(self, change: impl FnOnce(M) -> M) -> Self {
-        let Rule { permission, mode } = Arc::try_unwrap(self.rule).unwrap_or_else(|shared| Rule {
-            permission: shared.permission.clone(),
-            mode: shared.mode.clone(),
-        });
+        let Rule { permission, mode } = Arc::unwrap_or_clone(self.rule);
         Self::new(permission, change(mode))
     }
 }

@@ -24,7 +24,7 @@ pub struct Strict {
 /// What a route requires and how it decides, shared (behind one `Arc`) by a layer and every
 /// service and clone made from it: axum clones a handler's layer for every request, so one
 /// reference count is all a request touches, not one per part.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Rule<M> {
     pub(super) permission: Permission,
     pub(super) mode: M,

@@ -76,7 +76,7 @@ impl<'a> KeyRef<'a> {
         }
     }
 
-    fn to_owned(self) -> Key {
+    fn to_key(self) -> Key {
         Key {
             issuer: self.issuer.into(),
             user: self.user.into(),
@@ -93,7 +93,7 @@ impl Equivalent<Key> for KeyRef<'_> {
 
 impl Key {
     pub(super) fn of(query: &PermissionQuery) -> Self {
-        KeyRef::of(query).to_owned()
+        KeyRef::of(query).to_key()
     }
 
     pub(super) fn as_ref(&self) -> KeyRef<'_> {
