@@ -39,7 +39,7 @@ impl fmt::Display for InvalidPermission {
 
 impl std::error::Error for InvalidPermission {}
 
-const fn is_valid(s: &str) -> bool {
+pub(crate) const fn is_valid(s: &str) -> bool {
     let bytes = s.as_bytes();
     if bytes.is_empty() || bytes.len() > MAX_PERMISSION_LEN {
         return false;

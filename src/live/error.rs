@@ -9,6 +9,7 @@
 //! | the request could not even be made (an id that cannot be put in a URL) | 503 | not counted | yes | no |
 //! | the upstream refused the caller's own credentials ([`SourceError::refused`]) | 401 `invalid_token` | not counted | never (callers with another token ask for themselves) | yes, that token, briefly |
 //! | the caller's token expired (inside the verifier's leeway, never forwarded) | 401 `invalid_token`, "expired" | not counted | never | no |
+//! | the source does not provide what the route needs (roles, feature flags) | 500, logged at `error` | not counted | yes | no |
 
 use std::borrow::Cow;
 use std::fmt;
@@ -38,6 +39,8 @@ enum Blame {
     Caller,
     /// The caller's token is past `exp`: not forwarded.
     Expired,
+    /// The source does not provide what was asked: a server misconfiguration.
+    Unsupported,
 }
 
 /// How an upstream call counts for the [`Backoff`](super::Backoff) breaker.
@@ -84,6 +87,20 @@ impl SourceError {
         }
     }
 
+    /// The source does not provide `what` (roles, feature flags): the route answers 500.
+    pub(crate) fn unsupported(what: &'static str) -> Self {
+        Self {
+            reason: Cow::Owned(format!("this permission source does not provide {what}")),
+            retry_after: None,
+            blame: Blame::Unsupported,
+        }
+    }
+
+    /// Whether the source does not provide what was asked (a misconfiguration).
+    pub(crate) fn is_unsupported(&self) -> bool {
+        self.blame == Blame::Unsupported
+    }
+
     /// Marks an error the upstream is not to blame for: nothing was sent.
     pub(crate) fn not_sent(mut self) -> Self {
         self.blame = Blame::NotSent;
@@ -121,7 +138,9 @@ impl SourceError {
     pub(crate) fn verdict(&self) -> Verdict {
         match self.blame {
             Blame::Upstream => Verdict::Failed(self.retry_after),
-            Blame::NotSent | Blame::Caller | Blame::Expired => Verdict::Unjudged,
+            Blame::NotSent | Blame::Caller | Blame::Expired | Blame::Unsupported => {
+                Verdict::Unjudged
+            }
         }
     }
 
@@ -130,6 +149,7 @@ impl SourceError {
         match self.blame {
             Blame::Caller => AuthError::new(AuthErrorKind::InvalidToken),
             Blame::Expired => AuthError::new(AuthErrorKind::ExpiredToken),
+            Blame::Unsupported => AuthError::new(AuthErrorKind::Misconfigured),
             Blame::Upstream | Blame::NotSent => AuthError::unavailable(
                 self.retry_after
                     .unwrap_or(crate::error::DEFAULT_RETRY_AFTER),
@@ -152,6 +172,8 @@ impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_refused() {
             write!(f, "caller's credentials refused: {}", self.reason)
+        } else if self.is_unsupported() {
+            f.write_str(&self.reason)
         } else {
             write!(f, "permission source unavailable: {}", self.reason)
         }
@@ -191,5 +213,13 @@ mod tests {
         assert_eq!(expired.verdict(), Verdict::Unjudged);
         assert!(expired.is_refused() && !expired.is_upstream_refusal());
         assert_eq!(expired.to_auth_error().kind(), AuthErrorKind::ExpiredToken);
+
+        let unsupported = SourceError::unsupported("roles");
+        assert_eq!(unsupported.verdict(), Verdict::Unjudged);
+        assert_eq!(unsupported.to_auth_error().status(), 500);
+        assert_eq!(
+            unsupported.to_string(),
+            "this permission source does not provide roles"
+        );
     }
 }

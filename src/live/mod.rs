@@ -59,6 +59,7 @@ mod check;
 mod error;
 mod flight;
 mod invalidation;
+mod keyset;
 mod management;
 mod refusal;
 mod state;
@@ -72,22 +73,44 @@ pub use backoff::Backoff;
 pub(crate) use budget::Priority;
 pub use check::{LiveCheck, LiveCheckBuilder, Lookup};
 pub use error::SourceError;
+pub use keyset::KeySet;
 pub use management::KindeManagementApi;
 
 use crate::claims::{AccessToken, Claims};
 use crate::permission::PermissionSet;
 
-/// What a [`PermissionSource`] returns.
-pub type SourceFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<PermissionSet, SourceError>> + Send + 'a>>;
+/// What a [`PermissionSource`] returns: the user's [`PermissionSet`], or (for roles and
+/// feature flags) a [`KeySet`].
+pub type SourceFuture<'a, T = PermissionSet> =
+    Pin<Box<dyn Future<Output = Result<T, SourceError>> + Send + 'a>>;
 
-/// Where live permissions come from. Object safe; implement it for your own store.
+/// Where live permissions (and, for requirements that name them, roles and feature flags) come
+/// from. Object safe; implement it for your own store.
 ///
-/// The answer is the **whole** set the user holds in the query's organization: it is cached and
-/// serves every strict route of that user until its time-to-live ends.
+/// Each answer is the **whole** set the user holds in the query's organization: it is cached
+/// and serves every strict route of that user until its time-to-live ends. Roles and feature
+/// flags are asked for only by routes whose requirement names them; a
+/// source that does not provide them keeps the default methods, and such a route answers 500
+/// (a server misconfiguration, logged at `error`), never an allow.
 pub trait PermissionSource: Send + Sync + 'static {
     /// The permissions `query`'s user holds now, or why that cannot be known.
     fn permissions<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a>;
+
+    /// The keys of the roles `query`'s user holds now in its organization. The default: this
+    /// source does not know roles.
+    fn roles<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a, KeySet> {
+        let _ = query;
+        Box::pin(std::future::ready(Err(SourceError::unsupported("roles"))))
+    }
+
+    /// The keys of the boolean feature flags that are on for `query`'s user now. The default:
+    /// this source does not know feature flags.
+    fn feature_flags<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a, KeySet> {
+        let _ = query;
+        Box::pin(std::future::ready(Err(SourceError::unsupported(
+            "feature flags",
+        ))))
+    }
 }
 
 /// Who a live lookup is for: the verified caller of a request.
