@@ -10,7 +10,7 @@ use crate::freshness::Freshness;
 use crate::jwt::Verifier;
 use crate::kinde::KindeConfig;
 use crate::live::LiveCheck;
-use crate::permission::Permission;
+use crate::requirement::Requirement;
 use crate::webhook::{WebhookFuture, WebhookReceiver};
 
 /// The application's authorization setup: a [`Verifier`], a [`LiveCheck`], the [`Freshness`]
@@ -116,18 +116,23 @@ impl Auth {
         self.layer().optional()
     }
 
-    /// A route layer requiring `permission`, decided from the token's claims, and live for
-    /// tokens that carry no `permissions` claim or were issued before a change of their user
-    /// (see [`mark_changed`](Self::mark_changed)).
-    pub fn token_trusted(&self, permission: Permission) -> RequirePermissionLayer<TokenTrusted> {
-        RequirePermissionLayer::token_trusted(permission)
+    /// A route layer requiring `requirement` (a [`Permission`](crate::Permission) or any
+    /// [`Requirement`]), decided from the token's claims, and live for user tokens that lack a
+    /// claim it needs (`permissions`, `roles`, `feature_flags`) or were issued before a change
+    /// of their user (see [`mark_changed`](Self::mark_changed)).
+    pub fn token_trusted(
+        &self,
+        requirement: impl Into<Requirement>,
+    ) -> RequirePermissionLayer<TokenTrusted> {
+        RequirePermissionLayer::token_trusted(requirement)
             .with_live_fallback(self.live.clone())
             .with_freshness(self.freshness.clone())
     }
 
-    /// A route layer requiring `permission`, decided from live permissions.
-    pub fn strict(&self, permission: Permission) -> RequirePermissionLayer<Strict> {
-        RequirePermissionLayer::strict(permission, self.live.clone())
+    /// A route layer requiring `requirement`, decided from the live source: permissions, and
+    /// roles and feature flags when the requirement names them.
+    pub fn strict(&self, requirement: impl Into<Requirement>) -> RequirePermissionLayer<Strict> {
+        RequirePermissionLayer::strict(requirement, self.live.clone())
     }
 
     /// The verifier.

@@ -1,7 +1,7 @@
 //! [`Decision`]: what an authorization layer decided, and from which data.
 //!
 //! Every decision of a [`RequirePermissionLayer`](crate::authz::RequirePermissionLayer) is
-//! emitted as a `tracing` event (target `claimcheck::authz`, fields `decision`, `permission`,
+//! emitted as a `tracing` event (target `claimcheck::authz`, fields `decision`, `requirement`,
 //! `provenance`, `age_ms`, `subject`) and inserted into the response extensions, allowed or not:
 //!
 //! ```
@@ -10,7 +10,7 @@
 //!
 //! if let Some(decision) = response.extensions().get::<Decision>() {
 //!     if decision.outcome() == Outcome::Unavailable {
-//!         eprintln!("{} could not be checked ({})", decision.permission(), decision.provenance());
+//!         eprintln!("{} could not be checked ({})", decision.requirement(), decision.provenance());
 //!     }
 //! }
 //! # }
@@ -19,7 +19,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::permission::Permission;
+use crate::requirement::Requirement;
 
 /// The verdict.
 #[non_exhaustive]
@@ -27,7 +27,7 @@ use crate::permission::Permission;
 pub enum Outcome {
     /// The handler ran.
     Allow,
-    /// 403: the caller lacks the permission.
+    /// 403: the caller does not meet the requirement.
     Deny,
     /// 503: the data needed to decide could not be had; the handler did not run.
     Unavailable,
@@ -89,7 +89,7 @@ impl fmt::Display for Provenance {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     outcome: Outcome,
-    permission: Permission,
+    requirement: Requirement,
     provenance: Provenance,
     age: Age,
 }
@@ -106,13 +106,13 @@ pub(crate) enum Age {
 impl Decision {
     pub(crate) fn new(
         outcome: Outcome,
-        permission: Permission,
+        requirement: Requirement,
         provenance: Provenance,
         age: Age,
     ) -> Self {
         Self {
             outcome,
-            permission,
+            requirement,
             provenance,
             age,
         }
@@ -123,9 +123,9 @@ impl Decision {
         self.outcome
     }
 
-    /// The permission the route requires.
-    pub fn permission(&self) -> &Permission {
-        &self.permission
+    /// The requirement the route (or the handler's check) enforced.
+    pub fn requirement(&self) -> &Requirement {
+        &self.requirement
     }
 
     /// Where the permissions came from (or, when unavailable, where they were sought).
@@ -165,20 +165,20 @@ impl Decision {
         }
         let subject = subject();
         let age_ms = self.age().map(|age| age.as_millis() as u64);
-        let (decision, permission, provenance) = (
+        let (decision, requirement, provenance) = (
             self.outcome.as_str(),
-            self.permission.as_str(),
+            tracing::field::display(&self.requirement),
             self.provenance.as_str(),
         );
         match self.outcome {
             Outcome::Unavailable => tracing::warn!(
                 target: "claimcheck::authz",
-                decision, permission, provenance, age_ms, subject,
+                decision, requirement, provenance, age_ms, subject,
                 "authorization decision"
             ),
             _ => tracing::debug!(
                 target: "claimcheck::authz",
-                decision, permission, provenance, age_ms, subject,
+                decision, requirement, provenance, age_ms, subject,
                 "authorization decision"
             ),
         }

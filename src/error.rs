@@ -7,12 +7,14 @@
 //! | [`AuthErrorKind::MissingCredentials`] | 401 | `Bearer` (bare, RFC 6750 §3.1) |
 //! | [`AuthErrorKind::InvalidRequest`] | 400 | `Bearer error="invalid_request", …` |
 //! | [`AuthErrorKind::InvalidToken`], [`AuthErrorKind::ExpiredToken`] | 401 | `Bearer error="invalid_token", …` |
-//! | [`AuthErrorKind::InsufficientScope`] | 403 | `Bearer error="insufficient_scope", scope="…"` |
+//! | [`AuthErrorKind::InsufficientScope`] | 403 | `Bearer error="insufficient_scope"`, with `scope="…"` when the requirement is permissions (all of them) |
 //! | [`AuthErrorKind::Unavailable`] | 503 + `Retry-After` | none |
 //! | [`AuthErrorKind::Misconfigured`] | 500 | none |
 //!
 //! The body is always an RFC 9457 `application/problem+json` document. Descriptions are generic
-//! per category on purpose: a client never learns which key ids exist or which check failed.
+//! per category on purpose: a client never learns which key ids exist or which check failed. A
+//! 403 names what the route requires (member `requirement`, e.g. `any of (read:audit,
+//! admin:all)`; `scope` too when that is a set of permissions), never what the caller holds.
 
 use std::fmt;
 use std::time::Duration;
@@ -35,7 +37,7 @@ pub enum AuthErrorKind {
     InvalidToken,
     /// The token was valid once but its `exp` has passed.
     ExpiredToken,
-    /// The token is valid but lacks the permission the route requires.
+    /// The token is valid but its holder does not meet the route's requirement.
     InsufficientScope,
     /// An upstream we depend on (JWKS, permissions API) is unavailable: fail closed.
     Unavailable,
@@ -75,7 +77,7 @@ impl AuthErrorKind {
             Self::InvalidRequest => "The Authorization header is malformed",
             Self::InvalidToken => "The access token is invalid",
             Self::ExpiredToken => "The access token expired",
-            Self::InsufficientScope => "The access token lacks the required permission",
+            Self::InsufficientScope => "The caller does not meet this route's requirement",
             Self::Unavailable => "An upstream authorization service is unavailable",
             Self::Misconfigured => "Authorization is misconfigured on this server",
         }
@@ -87,6 +89,7 @@ impl AuthErrorKind {
 pub struct AuthError {
     kind: AuthErrorKind,
     scope: Option<Box<str>>,
+    requirement: Option<Box<str>>,
     retry_after: Option<Duration>,
 }
 
@@ -100,6 +103,7 @@ impl AuthError {
         Self {
             kind,
             scope: None,
+            requirement: None,
             retry_after,
         }
     }
@@ -108,6 +112,17 @@ impl AuthError {
     pub fn insufficient_scope(permission: &str) -> Self {
         Self {
             scope: Some(permission.into()),
+            requirement: Some(permission.into()),
+            ..Self::new(AuthErrorKind::InsufficientScope)
+        }
+    }
+
+    /// A 403 naming the requirement the caller does not meet (and its `scope`, when it has
+    /// one: see [`Requirement::scope`]).
+    pub fn unmet(requirement: &crate::Requirement) -> Self {
+        Self {
+            scope: requirement.scope().map(String::into_boxed_str),
+            requirement: Some(requirement.to_string().into_boxed_str()),
             ..Self::new(AuthErrorKind::InsufficientScope)
         }
     }
@@ -160,6 +175,9 @@ impl AuthError {
         }
         if let Some(scope) = &self.scope {
             extra.insert("scope".into(), scope.as_ref().into());
+        }
+        if let Some(requirement) = &self.requirement {
+            extra.insert("requirement".into(), requirement.as_ref().into());
         }
         let mut response = problem(
             self.status(),

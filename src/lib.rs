@@ -14,6 +14,7 @@
 //! | [`jwt`] | [`Verifier`], its [`jwt::KeyStore`] and the verified-token cache |
 //! | [`claims`] | [`Claims`] with Kinde's shapes, and its axum extractor |
 //! | [`permission`] | [`Permission`], [`PermissionSet`] |
+//! | [`requirement`] | [`Requirement`]: a permission, role, organization or feature flag, all-of / any-of |
 //! | [`bearer`] | `Authorization: Bearer` parsing |
 //! | [`error`] | [`AuthError`] and the RFC 6750 / RFC 9457 answers; [`ConfigError`] |
 //! | [`kinde`] | [`kinde::KindeConfig::from_env`], and the live source it implies |
@@ -39,6 +40,7 @@ pub mod kinde;
 pub mod live;
 pub mod permission;
 mod recent;
+pub mod requirement;
 mod single_flight;
 mod upstream;
 pub mod webhook;
@@ -49,6 +51,7 @@ pub use claims::{AccessToken, Claims};
 pub use error::{AuthError, AuthErrorKind, ConfigError};
 pub use jwt::Verifier;
 pub use permission::{Permission, PermissionSet};
+pub use requirement::Requirement;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;

@@ -67,7 +67,7 @@ fn settle(next: Next) -> Result<Decision, Rejection> {
 }
 
 impl<M: Mode> RequirePermissionLayer<M> {
-    /// Decides whether `claims` hold this layer's permission, exactly as the layer decides
+    /// Decides whether `claims` meet this layer's requirement, exactly as the layer decides
     /// for a route (token-trusted or strict, the same freshness rules and live lookup, the
     /// same trace event), for a handler whose requirement depends on the request.
     ///
@@ -101,17 +101,18 @@ impl<M: Mode> RequirePermissionLayer<M> {
     /// ```
     pub async fn check(&self, claims: &Claims) -> Result<Decision, Rejection> {
         let who = || decide::caller(claims);
-        let decision = match self.rule.mode.verdict(claims, &self.rule.permission) {
+        let rule = &*self.rule;
+        let decision = match rule.mode.verdict(claims, &rule.requirement, rule.needs) {
             Verdict::Decided(decision) => decision,
             Verdict::Live(live, query, priority) => {
-                let looked_up = match live.peek(&query) {
+                let looked_up = match live.peek_held(&query, rule.needs) {
                     Some(answer) => answer,
-                    None => live.lookup_with(&query, priority).await,
+                    None => live.held(&query, rule.needs, priority).await,
                 };
                 match looked_up {
-                    Ok(lookup) => decide::from_lookup(&lookup, &self.rule.permission),
+                    Ok(held) => decide::from_held(&held, &rule.requirement),
                     Err(error) => {
-                        return settle(decide::failed_for(&error, &self.rule.permission, who));
+                        return settle(decide::failed_for(&error, &rule.requirement, who));
                     }
                 }
             }

@@ -1,4 +1,4 @@
-//! The decisions of a permission layer, as pure functions: claims or a live answer to a
+//! The decisions of a requirement layer, as pure functions: claims or live facts to a
 //! [`Decision`], and a decision (or a failed lookup) to what happens next. The service and its
 //! response future only carry them out.
 
@@ -7,8 +7,8 @@ use http::Request;
 use crate::claims::Claims;
 use crate::decision::{Age, Decision, Outcome, Provenance};
 use crate::error::AuthError;
-use crate::live::{Lookup, SourceError};
-use crate::permission::Permission;
+use crate::live::{Held, SourceError};
+use crate::requirement::{Requirement, TokenFacts};
 
 /// What a request gets once decided.
 pub(super) enum Next {
@@ -18,35 +18,40 @@ pub(super) enum Next {
     Reject(AuthError, Option<Decision>),
 }
 
-/// The verdict of the token's claims (`permissions`, or for machines `scp`).
-pub(super) fn from_token(allowed: bool, claims: &Claims, permission: &Permission) -> Decision {
+/// The verdict of the token's claims (`permissions`, or for machines `scp`; `roles`,
+/// `org_code`, `feature_flags`).
+pub(super) fn from_claims(claims: &Claims, requirement: &Requirement) -> Decision {
+    let allowed = requirement.is_met(&TokenFacts(claims));
+    from_token(allowed, claims, requirement)
+}
+
+/// A deny by the token, whatever it holds.
+pub(super) fn denied(claims: &Claims, requirement: &Requirement) -> Decision {
+    from_token(false, claims, requirement)
+}
+
+fn from_token(allowed: bool, claims: &Claims, requirement: &Requirement) -> Decision {
     let outcome = if allowed {
         Outcome::Allow
     } else {
         Outcome::Deny
     };
     let age = claims.issued_at().map_or(Age::Unknown, Age::IssuedAt);
-    Decision::new(outcome, permission.clone(), Provenance::Token, age)
+    Decision::new(outcome, requirement.clone(), Provenance::Token, age)
 }
 
-/// A machine token's scopes decide.
-pub(super) fn from_scopes(claims: &Claims, permission: &Permission) -> Decision {
-    let allowed = claims.scopes().iter().any(|s| s == permission.as_str());
-    from_token(allowed, claims, permission)
-}
-
-/// The decision a live answer makes.
-pub(super) fn from_lookup(lookup: &Lookup, permission: &Permission) -> Decision {
-    let outcome = if lookup.permissions.contains(permission.as_str()) {
+/// The decision live facts make.
+pub(super) fn from_held(held: &Held, requirement: &Requirement) -> Decision {
+    let outcome = if requirement.is_met(held) {
         Outcome::Allow
     } else {
         Outcome::Deny
     };
     Decision::new(
         outcome,
-        permission.clone(),
-        lookup.provenance,
-        Age::Measured(lookup.age),
+        requirement.clone(),
+        held.provenance(),
+        Age::Measured(held.age()),
     )
 }
 
@@ -61,7 +66,7 @@ pub(super) fn next_for<'a>(decision: Decision, who: impl FnOnce() -> &'a str) ->
     match decision.outcome() {
         Outcome::Allow => Next::Call(decision),
         _ => {
-            let error = AuthError::insufficient_scope(decision.permission().as_str());
+            let error = AuthError::unmet(decision.requirement());
             Next::Reject(error, Some(decision))
         }
     }
@@ -69,26 +74,27 @@ pub(super) fn next_for<'a>(decision: Decision, who: impl FnOnce() -> &'a str) ->
 
 /// What a live lookup's result makes of the request.
 pub(super) fn after_lookup<B>(
-    looked_up: Result<Lookup, SourceError>,
-    permission: &Permission,
+    looked_up: Result<Held, SourceError>,
+    requirement: &Requirement,
     req: &Request<B>,
 ) -> Next {
     match looked_up {
-        Ok(lookup) => next(from_lookup(&lookup, permission), req),
-        Err(error) => failed(&error, permission, req),
+        Ok(held) => next(from_held(&held, requirement), req),
+        Err(error) => failed(&error, requirement, req),
     }
 }
 
-/// The answer when the live source gave no permissions: 503 when it is unavailable, 401 when it
-/// refused the caller's token.
-pub(super) fn failed<B>(error: &SourceError, permission: &Permission, req: &Request<B>) -> Next {
-    failed_for(error, permission, || subject(req))
+/// The answer when the live source gave no facts: 503 when it is unavailable, 401 when it
+/// refused the caller's token, 500 when it does not provide what the requirement names.
+pub(super) fn failed<B>(error: &SourceError, requirement: &Requirement, req: &Request<B>) -> Next {
+    failed_for(error, requirement, || subject(req))
 }
 
-/// [`failed`] for the caller `who` names.
+/// [`failed`] for the caller `who` names. The source's own log line says why; the decision's
+/// trace event says what it cost this request.
 pub(super) fn failed_for<'a>(
     error: &SourceError,
-    permission: &Permission,
+    requirement: &Requirement,
     who: impl FnOnce() -> &'a str,
 ) -> Next {
     let outcome = if error.is_refused() {
@@ -96,21 +102,8 @@ pub(super) fn failed_for<'a>(
     } else {
         Outcome::Unavailable
     };
-    let decision = Decision::new(outcome, permission.clone(), Provenance::Live, Age::Unknown);
+    let decision = Decision::new(outcome, requirement.clone(), Provenance::Live, Age::Unknown);
     decision.trace(who);
-    if error.is_refused() {
-        tracing::debug!(
-            target: "claimcheck::authz",
-            reason = error.reason(),
-            "live permissions refused the caller's token"
-        );
-    } else {
-        tracing::warn!(
-            target: "claimcheck::authz",
-            reason = error.reason(),
-            "live permissions unavailable: failing closed"
-        );
-    }
     Next::Reject(error.to_auth_error(), Some(decision))
 }
 

@@ -12,10 +12,10 @@ use tower::Service;
 use super::decide::{self, Next};
 use crate::decision::Decision;
 use crate::error::AuthError;
-use crate::live::{Lookup, SourceError};
-use crate::permission::Permission;
+use crate::live::{Held, SourceError};
+use crate::requirement::Requirement;
 
-type Check = Pin<Box<dyn Future<Output = Result<Lookup, SourceError>> + Send>>;
+type Check = Pin<Box<dyn Future<Output = Result<Held, SourceError>> + Send>>;
 
 pin_project! {
     /// Response future of [`RequirePermission`](super::RequirePermission).
@@ -38,7 +38,7 @@ pin_project! {
         Rejected { error: Option<AuthError>, decision: Option<Decision> },
         Checking {
             check: Check,
-            permission: Permission,
+            requirement: Requirement,
             request: Option<Request<ReqBody>>,
             service: S,
         },
@@ -73,14 +73,14 @@ where
 
     pub(super) fn checking(
         check: Check,
-        permission: Permission,
+        requirement: Requirement,
         request: Request<ReqBody>,
         service: S,
     ) -> Self {
         Self {
             state: State::Checking {
                 check,
-                permission,
+                requirement,
                 request: Some(request),
                 service,
             },
@@ -118,7 +118,7 @@ where
                 }
                 StateProj::Checking {
                     check,
-                    permission,
+                    requirement,
                     request,
                     service,
                 } => {
@@ -126,7 +126,7 @@ where
                     let request = request
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let next = decide::after_lookup(looked_up, permission, &request);
+                    let next = decide::after_lookup(looked_up, requirement, &request);
                     let state = Self::next(next, request, service).state;
                     this.state.set(state);
                 }

@@ -8,9 +8,10 @@ use super::RequirePermission;
 use super::mode::{Rule, Strict, TokenTrusted};
 use crate::freshness::Freshness;
 use crate::live::LiveCheck;
-use crate::permission::Permission;
+use crate::requirement::Requirement;
 
-/// Requires a permission on a route. See [`authz`](crate::authz).
+/// Requires a [`Requirement`] (a permission, role, organization, feature flag, or all-of /
+/// any-of them) on a route. See [`authz`](crate::authz).
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RequirePermissionLayer<M = TokenTrusted> {
@@ -18,28 +19,32 @@ pub struct RequirePermissionLayer<M = TokenTrusted> {
 }
 
 impl<M: Clone> RequirePermissionLayer<M> {
-    fn new(permission: Permission, mode: M) -> Self {
+    fn new(requirement: Requirement, mode: M) -> Self {
         Self {
-            rule: Arc::new(Rule { permission, mode }),
+            rule: Arc::new(Rule::new(requirement, mode)),
         }
     }
 
-    /// The same permission, decided by `change(mode)`.
+    /// The same requirement, decided by `change(mode)`.
     fn with_mode(self, change: impl FnOnce(M) -> M) -> Self {
-        let Rule { permission, mode } = Arc::unwrap_or_clone(self.rule);
-        Self::new(permission, change(mode))
+        let Rule {
+            requirement, mode, ..
+        } = Arc::unwrap_or_clone(self.rule);
+        Self::new(requirement, change(mode))
     }
 }
 
 impl RequirePermissionLayer<TokenTrusted> {
-    /// Requires `permission`, decided from the verified token's claims. A user token without a
-    /// `permissions` claim is denied; see [`with_live_fallback`](Self::with_live_fallback).
-    pub fn token_trusted(permission: Permission) -> Self {
-        Self::new(permission, TokenTrusted::default())
+    /// Requires `requirement` (a [`Permission`](crate::Permission) converts into one), decided
+    /// from the verified token's claims. A user token without a claim the requirement needs
+    /// holds nothing of it; see [`with_live_fallback`](Self::with_live_fallback).
+    pub fn token_trusted(requirement: impl Into<Requirement>) -> Self {
+        Self::new(requirement.into(), TokenTrusted::default())
     }
 
-    /// Decides user tokens that carry no `permissions` claim at all (Kinde workflows can strip
-    /// it) with `live`, as a strict route would. An empty `permissions` array is still a deny.
+    /// Decides user tokens that lack a claim the requirement needs (`permissions` and
+    /// `feature_flags`, which Kinde workflows can strip; `roles`, which Kinde adds only when
+    /// asked) with `live`, as a strict route would. An empty array is still a deny.
     pub fn with_live_fallback(self, live: LiveCheck) -> Self {
         self.with_mode(|mode| mode.with_live(live))
     }
@@ -52,24 +57,26 @@ impl RequirePermissionLayer<TokenTrusted> {
 }
 
 impl RequirePermissionLayer<Strict> {
-    /// Requires `permission`, decided from `live` (the caller's permissions as the source
-    /// reports them now, cached for the check's time-to-live). Machine-to-machine tokens are
-    /// denied; see [`allow_machines`](Self::allow_machines).
-    pub fn strict(permission: Permission, live: LiveCheck) -> Self {
-        Self::new(permission, Strict::new(live))
+    /// Requires `requirement`, decided from `live`: the caller's permissions, roles and feature
+    /// flags (each only if the requirement names it) as the source reports them now, cached
+    /// for the check's time-to-live. The organization is the token's `org_code`.
+    /// Machine-to-machine tokens are denied; see [`allow_machines`](Self::allow_machines).
+    pub fn strict(requirement: impl Into<Requirement>, live: LiveCheck) -> Self {
+        Self::new(requirement.into(), Strict::new(live))
     }
 
-    /// Lets machine-to-machine tokens through when their `scp` contains the permission. Kinde
-    /// has no live permissions for machine applications, so for them this is a token decision.
+    /// Lets machine-to-machine tokens through when their claims meet the requirement (`scp` for
+    /// permissions). Kinde has no live facts for machine applications, so for them this is a
+    /// token decision.
     pub fn allow_machines(self) -> Self {
         self.with_mode(Strict::allowing_machines)
     }
 }
 
 impl<M> RequirePermissionLayer<M> {
-    /// The permission this layer requires.
-    pub fn permission(&self) -> &Permission {
-        &self.rule.permission
+    /// The requirement this layer enforces.
+    pub fn requirement(&self) -> &Requirement {
+        &self.rule.requirement
     }
 }
 

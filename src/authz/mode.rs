@@ -1,11 +1,10 @@
 //! The two ways a route decides: [`TokenTrusted`] and [`Strict`].
 
-use super::decide::{from_scopes, from_token};
+use super::decide::{denied, from_claims};
 use crate::claims::Claims;
-use crate::decision::Decision;
 use crate::freshness::{Freshness, Staleness};
 use crate::live::{LiveCheck, PermissionQuery, Priority};
-use crate::permission::Permission;
+use crate::requirement::{Needs, Requirement, TokenFacts};
 
 /// Mode of a route that trusts the verified token's claims. See [`authz`](super).
 #[derive(Debug, Clone, Default)]
@@ -26,14 +25,26 @@ pub struct Strict {
 /// reference count is all a request touches, not one per part.
 #[derive(Debug, Clone)]
 pub(super) struct Rule<M> {
-    pub(super) permission: Permission,
+    pub(super) requirement: Requirement,
+    /// What deciding the requirement takes, worked out once.
+    pub(super) needs: Needs,
     pub(super) mode: M,
+}
+
+impl<M> Rule<M> {
+    pub(super) fn new(requirement: Requirement, mode: M) -> Self {
+        Self {
+            needs: requirement.needs(),
+            requirement,
+            mode,
+        }
+    }
 }
 
 /// What a mode can tell from the claims alone.
 #[derive(Debug)]
 pub enum Verdict {
-    Decided(Decision),
+    Decided(crate::decision::Decision),
     Live(LiveCheck, PermissionQuery, Priority),
 }
 
@@ -44,11 +55,11 @@ impl Mode for TokenTrusted {}
 impl Mode for Strict {}
 
 pub(crate) mod sealed {
-    use super::{Claims, Permission, Verdict};
+    use super::{Claims, Needs, Requirement, Verdict};
 
     /// The decision logic of a mode, out of the public API.
     pub trait Decide {
-        fn verdict(&self, claims: &Claims, permission: &Permission) -> Verdict;
+        fn verdict(&self, claims: &Claims, requirement: &Requirement, needs: Needs) -> Verdict;
     }
 }
 
@@ -85,9 +96,11 @@ impl Strict {
 }
 
 impl sealed::Decide for TokenTrusted {
-    fn verdict(&self, claims: &Claims, permission: &Permission) -> Verdict {
-        if claims.is_machine() {
-            return Verdict::Decided(from_scopes(claims, permission));
+    fn verdict(&self, claims: &Claims, requirement: &Requirement, needs: Needs) -> Verdict {
+        // Machine tokens have no live facts; a requirement of the organization alone is the
+        // token's to answer.
+        if claims.is_machine() || needs.is_nothing() {
+            return Verdict::Decided(from_claims(claims, requirement));
         }
         // Claims older than a change Kinde told us about are not trusted: decide live. When
         // the change concerns everyone, those calls spend from the conservative budget.
@@ -101,44 +114,46 @@ impl sealed::Decide for TokenTrusted {
                 _ => Priority::First,
             };
             return match &self.live {
-                Some(live) => live_or_deny(live, claims, permission, priority),
-                None => Verdict::Decided(from_token(false, claims, permission)),
+                Some(live) => live_or_deny(live, claims, requirement, priority),
+                None => Verdict::Decided(denied(claims, requirement)),
             };
         }
-        match (claims.permissions(), &self.live) {
-            (Some(granted), _) => {
-                let allowed = granted.iter().any(|p| p == permission.as_str());
-                Verdict::Decided(from_token(allowed, claims, permission))
+        // Kinde lets workflows strip `permissions` and `feature_flags` from tokens, and adds
+        // `roles` only when asked: what the token does not carry is asked live.
+        match &self.live {
+            Some(live) if TokenFacts(claims).lacks(needs) => {
+                live_or_deny(live, claims, requirement, Priority::First)
             }
-            // Kinde lets workflows strip `permissions` from tokens: ask the live source.
-            (None, Some(live)) => live_or_deny(live, claims, permission, Priority::First),
-            (None, None) => Verdict::Decided(from_token(false, claims, permission)),
+            _ => Verdict::Decided(from_claims(claims, requirement)),
         }
     }
 }
 
 impl sealed::Decide for Strict {
-    fn verdict(&self, claims: &Claims, permission: &Permission) -> Verdict {
+    fn verdict(&self, claims: &Claims, requirement: &Requirement, needs: Needs) -> Verdict {
         if claims.is_machine() {
             return Verdict::Decided(if self.allow_machines {
-                from_scopes(claims, permission)
+                from_claims(claims, requirement)
             } else {
-                from_token(false, claims, permission)
+                denied(claims, requirement)
             });
         }
-        live_or_deny(&self.live, claims, permission, Priority::First)
+        if needs.is_nothing() {
+            return Verdict::Decided(from_claims(claims, requirement));
+        }
+        live_or_deny(&self.live, claims, requirement, Priority::First)
     }
 }
 
 fn live_or_deny(
     live: &LiveCheck,
     claims: &Claims,
-    permission: &Permission,
+    requirement: &Requirement,
     priority: Priority,
 ) -> Verdict {
     match PermissionQuery::from_claims(claims) {
         Some(query) => Verdict::Live(live.clone(), query, priority),
         // No `sub` and not a machine token: there is nobody to look up.
-        None => Verdict::Decided(from_token(false, claims, permission)),
+        None => Verdict::Decided(denied(claims, requirement)),
     }
 }

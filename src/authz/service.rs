@@ -13,7 +13,7 @@ use super::mode::{Mode, Rule, Verdict};
 use crate::claims::{Anonymous, Claims};
 use crate::error::{AuthError, AuthErrorKind};
 
-/// Requires a permission before calling the inner service. See [`authz`](crate::authz).
+/// Requires a [`Requirement`](crate::Requirement) before calling the inner service. See [`authz`](crate::authz).
 #[derive(Debug, Clone)]
 pub struct RequirePermission<S, M> {
     inner: S,
@@ -63,27 +63,29 @@ where
             }
             tracing::error!(
                 target: "claimcheck::authz",
-                permission = %self.rule.permission,
-                "permission layer without JwtAuthLayer in front: add `.layer(auth.layer())`"
+                requirement = %self.rule.requirement,
+                "requirement layer without JwtAuthLayer in front: add `.layer(auth.layer())`"
             );
             return ResponseFuture::reject(AuthError::new(AuthErrorKind::Misconfigured), None);
         };
-        let decision = match self.rule.mode.verdict(claims, &self.rule.permission) {
+        let rule = &*self.rule;
+        let decision = match rule.mode.verdict(claims, &rule.requirement, rule.needs) {
             Verdict::Decided(decision) => decision,
-            Verdict::Live(live, query, priority) => match live.peek(&query) {
-                Some(Ok(lookup)) => decide::from_lookup(&lookup, &self.rule.permission),
+            Verdict::Live(live, query, priority) => match live.peek_held(&query, rule.needs) {
+                Some(Ok(held)) => decide::from_held(&held, &rule.requirement),
                 Some(Err(refused)) => {
-                    let next = decide::failed(&refused, &self.rule.permission, &req);
+                    let next = decide::failed(&refused, &rule.requirement, &req);
                     return ResponseFuture::next(next, req, &mut self.inner);
                 }
                 None => {
-                    let check = Box::pin(async move { live.lookup_with(&query, priority).await });
+                    let needs = rule.needs;
+                    let check = Box::pin(async move { live.held(&query, needs, priority).await });
                     // Take the service that was driven to readiness; leave a fresh clone behind.
                     let clone = self.inner.clone();
                     let ready = std::mem::replace(&mut self.inner, clone);
                     return ResponseFuture::checking(
                         check,
-                        self.rule.permission.clone(),
+                        self.rule.requirement.clone(),
                         req,
                         ready,
                     );

@@ -190,6 +190,16 @@ impl Claims {
         self.repr().roles.as_deref().unwrap_or_default()
     }
 
+    /// Whether the token carries a `roles` claim at all (Kinde adds it only when asked to).
+    pub(crate) fn has_roles_claim(&self) -> bool {
+        self.repr().roles.is_some()
+    }
+
+    /// Whether the token carries a `feature_flags` claim at all.
+    pub(crate) fn has_feature_flags_claim(&self) -> bool {
+        self.repr().feature_flags.is_some()
+    }
+
     /// One typed feature flag by key.
     pub fn feature_flag(&self, key: &str) -> Option<FeatureFlag> {
         let raw = self.repr().feature_flags.as_ref()?.get(key)?;

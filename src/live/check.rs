@@ -20,7 +20,7 @@ use super::error::SourceError;
 use super::flight::{self, Ticket};
 use super::invalidation::Invalidations;
 use super::refusal::Refusals;
-use super::state::{Entry, Flights, Inner, Key, KeyRef};
+use super::state::{Entry, Flights, Found, Inner, Key, KeyRef, Kind};
 use super::{PermissionQuery, PermissionSource};
 use crate::decision::Provenance;
 use crate::permission::PermissionSet;
@@ -65,14 +65,18 @@ pub struct LiveCheckBuilder {
     budget: u32,
 }
 
-impl Lookup {
-    fn of(entry: &Entry, provenance: Provenance) -> Self {
-        Self::aged(entry, provenance, entry.fetched_at.elapsed())
-    }
+/// One kind's answer as a lookup saw it: the entry, where it came from, and its age.
+pub(super) type Seen = (Entry, Provenance, Duration);
 
-    fn aged(entry: &Entry, provenance: Provenance, age: Duration) -> Self {
+impl Lookup {
+    fn of((entry, provenance, age): Seen) -> Self {
+        let permissions = match entry.found {
+            Found::Permissions(permissions) => permissions,
+            // Never: a permissions key only ever holds permissions.
+            Found::Keys(_) => Arc::default(),
+        };
         Self {
-            permissions: entry.permissions.clone(),
+            permissions,
             provenance,
             age,
         }
@@ -181,11 +185,21 @@ impl LiveCheck {
     /// What can be answered without waiting: a remembered refusal of the caller's token, or a
     /// fresh cached answer.
     pub(crate) fn peek(&self, query: &PermissionQuery) -> Option<Result<Lookup, SourceError>> {
+        self.peek_kind(query, Kind::Permissions)
+            .map(|seen| seen.map(Lookup::of))
+    }
+
+    /// [`peek`](Self::peek) for one kind of facts.
+    pub(super) fn peek_kind(
+        &self,
+        query: &PermissionQuery,
+        kind: Kind,
+    ) -> Option<Result<Seen, SourceError>> {
         if let Some(refused) = self.inner.refused_token(query) {
             return Some(Err(refused));
         }
-        let (entry, age) = self.inner.cached(KeyRef::of(query))?;
-        Some(Ok(Lookup::aged(&entry, Provenance::LiveCache, age)))
+        let (entry, age) = self.inner.cached(KeyRef::of(query, kind))?;
+        Some(Ok((entry, Provenance::LiveCache, age)))
     }
 
     /// The user's permissions: from the cache, from a call already in flight, or from a new
@@ -201,15 +215,34 @@ impl LiveCheck {
         query: &PermissionQuery,
         priority: Priority,
     ) -> Result<Lookup, SourceError> {
+        let give_up = self.give_up();
+        let seen = self
+            .find(query, Kind::Permissions, priority, give_up)
+            .await?;
+        Ok(Lookup::of(seen))
+    }
+
+    /// When a lookup starting now gives up.
+    pub(super) fn give_up(&self) -> Instant {
+        Instant::now() + self.inner.deadline
+    }
+
+    /// One kind of `query`'s facts: cached, joined, or fetched; given up at `give_up`.
+    pub(super) async fn find(
+        &self,
+        query: &PermissionQuery,
+        kind: Kind,
+        priority: Priority,
+        give_up: Instant,
+    ) -> Result<Seen, SourceError> {
         if let Some(refused) = self.inner.refused_token(query) {
             return Err(refused);
         }
-        let key = Key::of(query);
-        let give_up = Instant::now() + self.inner.deadline;
+        let key = Key::of(query, kind);
         loop {
             let ticket = match join_or_start(&self.inner, &key, query, give_up, priority) {
                 Ok(Joined::Cached((entry, age))) => {
-                    return Ok(Lookup::aged(&entry, Provenance::LiveCache, age));
+                    return Ok((entry, Provenance::LiveCache, age));
                 }
                 Ok(Joined::Flight(ticket)) => ticket,
                 Err(error) => return Err(error),
@@ -232,7 +265,8 @@ impl LiveCheck {
                     } else {
                         Provenance::Coalesced
                     };
-                    return Ok(Lookup::of(&entry, provenance));
+                    let age = entry.fetched_at.elapsed();
+                    return Ok((entry, provenance, age));
                 }
                 // Invalidated while in flight: look again.
                 Ok(_) => continue,

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::PermissionQuery;
 use super::error::{SourceError, Verdict};
-use super::state::{Answer, Entry, Inner, Key, Meta};
+use super::state::{Answer, Entry, Found, Inner, Key, Kind, Meta};
 use crate::single_flight::{Ended, Locked, Waiter};
 
 /// A caller's place in a live flight.
@@ -40,13 +40,27 @@ pub(super) fn start(
         token: query.access_token().clone(),
     };
     let call = {
-        let (inner, query) = (inner.clone(), query.clone());
+        let (inner, query, kind) = (inner.clone(), query.clone(), key.kind());
         async move {
-            let result = inner.source().permissions(&query).await;
+            let source = inner.source();
+            let result = match kind {
+                Kind::Permissions => source
+                    .permissions(&query)
+                    .await
+                    .map(|set| Found::Permissions(Arc::new(set))),
+                Kind::Roles => source
+                    .roles(&query)
+                    .await
+                    .map(|set| Found::Keys(Arc::new(set))),
+                Kind::Flags => source
+                    .feature_flags(&query)
+                    .await
+                    .map(|set| Found::Keys(Arc::new(set))),
+            };
             if let Err(error) = &result {
                 log_failure(error, &query);
             }
-            result.map(|set| Entry::new(set, generation))
+            result.map(|found| Entry::new(found, generation))
         }
     };
     let settle = {
@@ -88,7 +102,13 @@ fn settle(
 }
 
 fn log_failure(error: &SourceError, query: &PermissionQuery) {
-    if error.is_refused() {
+    if error.is_unsupported() {
+        tracing::error!(
+            target: "claimcheck::live",
+            reason = error.reason(),
+            "a route needs what its permission source does not provide: answering 500"
+        );
+    } else if error.is_refused() {
         tracing::debug!(
             target: "claimcheck::live",
             reason = error.reason(),

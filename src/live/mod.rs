@@ -58,6 +58,7 @@ mod budget;
 mod check;
 mod error;
 mod flight;
+mod held;
 mod invalidation;
 mod keyset;
 mod management;
@@ -73,6 +74,7 @@ pub use backoff::Backoff;
 pub(crate) use budget::Priority;
 pub use check::{LiveCheck, LiveCheckBuilder, Lookup};
 pub use error::SourceError;
+pub(crate) use held::Held;
 pub use keyset::KeySet;
 pub use management::KindeManagementApi;
 
@@ -89,7 +91,7 @@ pub type SourceFuture<'a, T = PermissionSet> =
 ///
 /// Each answer is the **whole** set the user holds in the query's organization: it is cached
 /// and serves every strict route of that user until its time-to-live ends. Roles and feature
-/// flags are asked for only by routes whose requirement names them; a
+/// flags are asked for only by routes whose [`Requirement`](crate::Requirement) names them; a
 /// source that does not provide them keeps the default methods, and such a route answers 500
 /// (a server misconfiguration, logged at `error`), never an allow.
 pub trait PermissionSource: Send + Sync + 'static {

@@ -10,6 +10,7 @@ use moka::Equivalent;
 use moka::sync::Cache;
 use tokio::time::Instant;
 
+use super::KeySet;
 use super::backoff::Breaker;
 use super::budget::Budget;
 use super::error::SourceError;
@@ -50,12 +51,25 @@ pub(super) struct Inner {
     pub(super) budget: Budget,
 }
 
-/// Whose permissions: the cache's key.
+/// Which of a user's facts a lookup is for: each is fetched, cached and coalesced on its own,
+/// and invalidated with the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// [`PermissionSource::permissions`].
+    Permissions,
+    /// [`PermissionSource::roles`].
+    Roles,
+    /// [`PermissionSource::feature_flags`].
+    Flags,
+}
+
+/// Whose facts, and which: the cache's key.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(super) struct Key {
     issuer: Box<str>,
     user: Box<str>,
     org: Option<Box<str>>,
+    kind: Kind,
 }
 
 /// A [`Key`] borrowed from a query, to look the cache up without allocating. Hashes as the
@@ -65,14 +79,16 @@ pub(super) struct KeyRef<'a> {
     issuer: &'a str,
     user: &'a str,
     org: Option<&'a str>,
+    kind: Kind,
 }
 
 impl<'a> KeyRef<'a> {
-    pub(super) fn of(query: &'a PermissionQuery) -> Self {
+    pub(super) fn of(query: &'a PermissionQuery, kind: Kind) -> Self {
         Self {
             issuer: query.issuer(),
             user: query.user_id(),
             org: query.org_code(),
+            kind,
         }
     }
 
@@ -81,19 +97,23 @@ impl<'a> KeyRef<'a> {
             issuer: self.issuer.into(),
             user: self.user.into(),
             org: self.org.map(Into::into),
+            kind: self.kind,
         }
     }
 }
 
 impl Equivalent<Key> for KeyRef<'_> {
     fn equivalent(&self, key: &Key) -> bool {
-        *self.issuer == *key.issuer && *self.user == *key.user && self.org == key.org.as_deref()
+        self.kind == key.kind
+            && *self.issuer == *key.issuer
+            && *self.user == *key.user
+            && self.org == key.org.as_deref()
     }
 }
 
 impl Key {
-    pub(super) fn of(query: &PermissionQuery) -> Self {
-        KeyRef::of(query).to_key()
+    pub(super) fn of(query: &PermissionQuery, kind: Kind) -> Self {
+        KeyRef::of(query, kind).to_key()
     }
 
     pub(super) fn as_ref(&self) -> KeyRef<'_> {
@@ -101,22 +121,35 @@ impl Key {
             issuer: &self.issuer,
             user: &self.user,
             org: self.org.as_deref(),
+            kind: self.kind,
         }
     }
+
+    pub(super) fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+/// What a source answered, by [`Kind`].
+#[derive(Clone)]
+pub(super) enum Found {
+    Permissions(Arc<PermissionSet>),
+    /// Role keys, or keys of the feature flags that are on.
+    Keys(Arc<KeySet>),
 }
 
 /// A successful answer and when (and in which invalidation generation) it was fetched.
 #[derive(Clone)]
 pub(super) struct Entry {
-    pub(super) permissions: Arc<PermissionSet>,
+    pub(super) found: Found,
     pub(super) fetched_at: Instant,
     pub(super) generation: u64,
 }
 
 impl Entry {
-    pub(super) fn new(permissions: PermissionSet, generation: u64) -> Self {
+    pub(super) fn new(found: Found, generation: u64) -> Self {
         Self {
-            permissions: Arc::new(permissions),
+            found,
             fetched_at: Instant::now(),
             generation,
         }
