@@ -18,9 +18,11 @@
 //!
 //! Routes: `GET /health` (public), `GET /whoami` (optional authentication: anonymous callers get
 //! `{"sub":null}`, a bad token is still 401), `GET /me` (any valid token), `GET /reports` (token-trusted,
-//! needs `read:reports`), `POST /payments` (strict, needs `create:payments` according to Kinde's
-//! live permissions: the Management API when its credentials are set, else the Account API with
-//! the caller's token), `POST /webhooks/kinde` (Kinde webhooks: subscribe `user.updated`,
+//! needs `read:reports`), `GET /audit` (token-trusted, `read:audit` or `admin:all`), `GET /beta`
+//! (token-trusted, the boolean feature flag `beta` on), `POST /payments` (strict, needs
+//! `create:payments` according to Kinde's live permissions: the Management API when its
+//! credentials are set, else the Account API with the caller's token), `POST /refunds` (strict,
+//! `create:payments` and `approve:refunds`), `POST /webhooks/kinde` (Kinde webhooks: subscribe `user.updated`,
 //! `user.deleted`, `organization.updated`, `organization.deleted`, `role.*`, `permission.*`).
 //! When ready it prints `listening on http://HOST:PORT` to stdout.
 
@@ -31,13 +33,25 @@ use axum::handler::Handler;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use claimcheck::kinde::KindeConfig;
-use claimcheck::{Auth, Claims, ConfigError, Permission};
+use claimcheck::{Auth, Claims, ConfigError, Permission, Requirement, all_of, any_of};
 use serde_json::{Value, json};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
 const READ_REPORTS: Permission = Permission::from_static("read:reports");
 const CREATE_PAYMENTS: Permission = Permission::from_static("create:payments");
+/// Auditors, or administrators of everything.
+const AUDIT: Requirement = any_of![
+    Requirement::permission("read:audit"),
+    Requirement::permission("admin:all"),
+];
+/// The beta is open to whoever has the `beta` flag on.
+const BETA: Requirement = Requirement::flag("beta");
+/// Refunds move money: both permissions, checked live.
+const REFUNDS: Requirement = all_of![
+    Requirement::permission("create:payments"),
+    Requirement::permission("approve:refunds"),
+];
 
 async fn me(claims: Claims) -> Json<Value> {
     Json(json!({
@@ -59,6 +73,18 @@ async fn pay(claims: Claims) -> Json<Value> {
     Json(json!({"paid": true, "by": claims.subject()}))
 }
 
+async fn audit() -> Json<Value> {
+    Json(json!({"audit": ["login", "payment"]}))
+}
+
+async fn beta() -> Json<Value> {
+    Json(json!({"beta": true}))
+}
+
+async fn refund(claims: Claims) -> Json<Value> {
+    Json(json!({"refunded": true, "by": claims.subject()}))
+}
+
 fn app(auth: &Auth) -> Router {
     Router::new()
         .route("/me", get(me))
@@ -66,7 +92,10 @@ fn app(auth: &Auth) -> Router {
             "/reports",
             get(reports.layer(auth.token_trusted(READ_REPORTS))),
         )
+        .route("/audit", get(audit.layer(auth.token_trusted(AUDIT))))
+        .route("/beta", get(beta.layer(auth.token_trusted(BETA))))
         .route("/payments", post(pay.layer(auth.strict(CREATE_PAYMENTS))))
+        .route("/refunds", post(refund.layer(auth.strict(REFUNDS))))
         .layer(auth.layer())
         .merge(
             Router::new()

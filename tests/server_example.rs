@@ -185,6 +185,55 @@ async fn payments_are_strict_through_either_kinde_api() {
     }
 }
 
+#[tokio::test]
+async fn the_server_example_shapes_requirements_and_names_them_in_each_refusal() {
+    let kinde = FakeKinde::start().await;
+    // No cache: each strict request asks Kinde.
+    let (child, base) = start_server(&kinde, &[("CLAIMCHECK_STRICT_TTL_MS", "0")]).await;
+    let client = reqwest::Client::new();
+    let send = |request: reqwest::RequestBuilder, token: &str| {
+        let request = request.bearer_auth(token);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status, body["requirement"].clone(), body["scope"].clone())
+        }
+    };
+    let get = |path: &str, token: &str| send(client.get(format!("{base}{path}")), token);
+    let none = serde_json::Value::Null;
+
+    // GET /audit: any of read:audit, admin:all (the second alone is enough).
+    let admin = kinde.user_token("kp_1").permissions(["admin:all"]).sign();
+    assert_eq!(get("/audit", &admin).await.0, 200);
+    let reader = kinde.user_token("kp_1").permissions(["read:reports"]).sign();
+    let audit = "any of (read:audit, admin:all)";
+    assert_eq!(get("/audit", &reader).await, (403, audit.into(), none.clone()));
+
+    // GET /beta: the boolean flag `beta` on.
+    let flag = |on: bool| serde_json::json!({"beta": {"t": "b", "v": on}});
+    let beta = kinde.user_token("kp_1").claim("feature_flags", flag(true)).sign();
+    assert_eq!(get("/beta", &beta).await.0, 200);
+    let off = kinde.user_token("kp_1").claim("feature_flags", flag(false)).sign();
+    assert_eq!(get("/beta", &off).await, (403, "flag beta".into(), none.clone()));
+
+    // POST /refunds: strict, both permissions as Kinde holds them now.
+    let token = kinde
+        .user_token("kp_refunder")
+        .permissions(["create:payments", "approve:refunds"])
+        .sign();
+    let refund = || send(client.post(format!("{base}/refunds")), &token);
+    kinde.grant(DEFAULT_ORG, "kp_refunder", "create:payments");
+    let both = "all of (create:payments, approve:refunds)";
+    let scope = "create:payments approve:refunds";
+    assert_eq!(refund().await, (403, both.into(), scope.into()));
+    kinde.grant(DEFAULT_ORG, "kp_refunder", "approve:refunds");
+    assert_eq!(refund().await.0, 200);
+    kinde.revoke(DEFAULT_ORG, "kp_refunder", "create:payments");
+    assert_eq!(refund().await.0, 403);
+    drop(child);
+}
+
 #[test]
 fn the_server_example_refuses_to_start_without_configuration() {
     let output = Command::new(example_binary("server"))

@@ -1,4 +1,7 @@
-//! Per-route authorization: [`RequirePermissionLayer`], token-trusted or strict.
+//! Per-route authorization: [`RequirePermissionLayer`], token-trusted or strict, for a
+//! [`Requirement`](crate::Requirement): one permission (the common case, which a
+//! [`Permission`](crate::Permission) converts into), or a role, an organization, a feature flag
+//! that is on, and all-of / any-of them (see [`requirement`](crate::requirement)).
 //!
 //! Attach it to a route with `Handler::layer` or `MethodRouter::route_layer`, behind
 //! [`JwtAuthLayer`](crate::JwtAuthLayer). [`Auth`](crate::Auth) hands both kinds out:
@@ -22,14 +25,15 @@
 //! ```
 //!
 //! **Token-trusted** routes decide from the verified token, in microseconds: a user token needs
-//! the permission in its `permissions` claim (an empty array is a deny); a machine-to-machine
-//! token (`gty` `client_credentials`) needs it in `scp`. A user token with **no** `permissions`
-//! claim (Kinde workflows can strip it) is decided live, as on a strict route.
+//! the permission in its `permissions` claim (an empty array is a deny), a role in `roles`, a
+//! flag on in `feature_flags`; a machine-to-machine token (`gty` `client_credentials`) needs
+//! permissions in `scp`. A user token with **no** such claim at all (Kinde workflows can strip
+//! `permissions` and `feature_flags`; `roles` is opt-in) is decided live, as on a strict route.
 //!
 //! **Strict** routes decide from the live permissions source through a
-//! [`LiveCheck`](crate::live::LiveCheck): a permission revoked at Kinde stops working once the
-//! cache's time-to-live has passed (default 5 s), and one granted starts working, whatever the
-//! token says. When the source cannot answer the route fails closed: 503 with `Retry-After`,
+//! [`LiveCheck`](crate::live::LiveCheck): a permission (or role, or flag) revoked at Kinde
+//! stops working once the cache's time-to-live has passed (default 5 s), and one granted starts
+//! working, whatever the token says. When the source cannot answer the route fails closed: 503 with `Retry-After`,
 //! and the handler does not run. Machine tokens are denied unless the route
 //! [allows machines](RequirePermissionLayer::allow_machines).
 //!

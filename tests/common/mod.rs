@@ -13,7 +13,7 @@ use claimcheck::decision::Decision;
 use claimcheck::jwt::VerifierBuilder;
 use claimcheck::live::{Backoff, KindeAccountApi, KindeManagementApi, LiveCheck, LiveCheckBuilder};
 use claimcheck::testing::FakeKinde;
-use claimcheck::{Auth, Claims, Permission, Verifier};
+use claimcheck::{Auth, Claims, Permission, Requirement, Verifier, all_of, any_of};
 use serde_json::{Value, json};
 
 #[cfg(feature = "redis")]
@@ -23,6 +23,22 @@ pub const READ_REPORTS: Permission = Permission::from_static("read:reports");
 pub const CREATE_PAYMENTS: Permission = Permission::from_static("create:payments");
 pub const SYNC_FLEET: Permission = Permission::from_static("sync:fleet");
 pub const APPROVE_REFUNDS: Permission = Permission::from_static("approve:refunds");
+/// `GET /audit` (token-trusted) and `GET /audit/strict`.
+pub const AUDIT: Requirement = any_of![
+    Requirement::permission("read:audit"),
+    Requirement::permission("admin:all"),
+];
+/// `GET /settle` and `GET /settle/strict`.
+pub const SETTLE: Requirement = all_of![
+    Requirement::permission("create:payments"),
+    Requirement::permission("approve:refunds"),
+];
+/// `GET /admin` and `GET /admin/strict`.
+pub const ADMIN: Requirement = Requirement::role("admin");
+/// `GET /beta` and `GET /beta/strict`.
+pub const BETA: Requirement = Requirement::flag("beta");
+/// `GET /acme` and `GET /acme/strict`: the token is for the organization `org_acme`.
+pub const ACME: Requirement = Requirement::org("org_acme");
 
 pub struct Harness {
     pub kinde: FakeKinde,
@@ -154,7 +170,24 @@ pub fn app(auth: &Auth, runs: Arc<AtomicUsize>) -> Router {
             check.map(|decision| (decision, "refunded"))
         }
     };
+    let mut shaped = Router::new();
+    for (path, requirement) in [
+        ("/audit", AUDIT),
+        ("/settle", SETTLE),
+        ("/admin", ADMIN),
+        ("/beta", BETA),
+        ("/acme", ACME),
+    ] {
+        let ok = || async { "ok" };
+        shaped = shaped
+            .route(path, get(ok.layer(auth.token_trusted(&requirement))))
+            .route(
+                &format!("{path}/strict"),
+                get(ok.layer(auth.strict(requirement))),
+            );
+    }
     Router::new()
+        .merge(shaped)
         .route("/me", get(me))
         .route("/refunds", post(refunds))
         .route(
