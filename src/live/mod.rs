@@ -60,6 +60,7 @@ mod error;
 mod flight;
 mod invalidation;
 mod keyset;
+mod machine_token;
 mod management;
 mod refusal;
 mod state;
