@@ -1,4 +1,4 @@
-//! [`KindeManagementApi`]: live permissions from Kinde's Management API.
+//! [`KindeManagementApi`]: live permissions and roles from Kinde's Management API.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,24 +7,40 @@ use serde::Deserialize;
 use url::Url;
 
 use super::machine_token::MachineTokens;
-use super::{PermissionQuery, PermissionSource, SourceError, SourceFuture};
+use super::pages::{self, Keyed, Page};
+use super::{
+    KeySet, KindeAccountApi, PermissionQuery, PermissionSource, SourceError, SourceFuture,
+};
 use crate::error::ConfigError;
 use crate::permission::PermissionSet;
 use crate::upstream;
 
-/// Live permissions from `GET /api/v1/organizations/{org_code}/users/{sub}/permissions`.
+/// Live permissions from `GET /api/v1/organizations/{org_code}/users/{sub}/permissions` and
+/// roles from `GET /api/v1/organizations/{org_code}/users/{sub}/roles`.
 ///
 /// Authenticates with a machine-to-machine token obtained by client credentials from
-/// `{issuer}/oauth2/token` for the audience `{issuer}/api` (the M2M application needs the
-/// `read:organization_user_permissions` scope). Kinde bills every token request, so the token is
+/// `{issuer}/oauth2/token` for the audience `{issuer}/api`. The M2M application needs the
+/// scope `read:organization_user_permissions` for permissions, and
+/// `read:organization_user_roles` for roles (without it, every lookup of roles fails: Kinde
+/// answers 403, the route answers 503). Kinde bills every token request, so the token is
 /// reused until a minute before it expires, and concurrent needs for a new one share one
 /// request, in its own task (a caller that gives up does not cancel it). Past its refresh
 /// point, a token still unexpired keeps serving while Kinde cannot give a new one, without a
 /// new request for 5 s after each failed one. A token Kinde rejects with 401 is dropped and
 /// fetched again on the next call.
 ///
-/// A token without `org_code` has no organization to look permissions up in: its user holds no
-/// permissions here. Requests have a 1 s connect and 2 s total timeout, never follow redirects,
+/// Roles are read page after page while Kinde answers a non-empty `next_token` (passed back as
+/// the `next_token` query parameter); a token that comes back a second time, or more than 50
+/// pages, is an error.
+///
+/// **Feature flags always come from the Account API, with the caller's token; machine tokens
+/// have none.** Kinde's Management API has no endpoint for a user's effective feature flags,
+/// so [`feature_flags`](PermissionSource::feature_flags) asks a [`KindeAccountApi`] for the
+/// same issuer, exactly as that source would (a refused or expired caller token is the
+/// caller's [refusal](SourceError::refused)).
+///
+/// A token without `org_code` has no organization to look permissions or roles up in: its user
+/// holds none here. Requests have a 1 s connect and 2 s total timeout, never follow redirects,
 /// and read at most 1 MiB.
 ///
 /// ```
@@ -43,17 +59,23 @@ struct Inner {
     client: reqwest::Client,
     base: Url,
     tokens: Arc<MachineTokens>,
+    /// Feature flags: Kinde's Management API has none per user.
+    account: KindeAccountApi,
 }
 
 #[derive(Deserialize)]
 struct PermissionsResponse {
     #[serde(default)]
-    permissions: Option<Vec<KeyedPermission>>,
+    permissions: Option<Vec<Keyed>>,
 }
 
+/// `{"code","message","roles":[{"id","key","name"}],"next_token"}`.
 #[derive(Deserialize)]
-pub(super) struct KeyedPermission {
-    pub(super) key: String,
+struct RolesResponse {
+    #[serde(default)]
+    roles: Option<Vec<Keyed>>,
+    #[serde(default)]
+    next_token: Option<String>,
 }
 
 impl KindeManagementApi {
@@ -76,11 +98,13 @@ impl KindeManagementApi {
         let client = upstream::api_client()
             .map_err(|e| ConfigError::invalid("http client", e.to_string()))?;
         let tokens = MachineTokens::new(client.clone(), &base, issuer, client_id, client_secret);
+        let account = KindeAccountApi::with_client(client.clone(), base.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
                 base,
                 tokens: Arc::new(tokens),
+                account,
             }),
         })
     }
@@ -97,6 +121,28 @@ impl KindeManagementApi {
         let body: PermissionsResponse = self.call(request).await?;
         let granted = body.permissions.unwrap_or_default();
         Ok(granted.iter().map(|p| &p.key).collect())
+    }
+
+    /// The keys of the roles `user_id` holds in `org_code`, straight from Kinde (no cache;
+    /// scope `read:organization_user_roles`).
+    pub async fn user_roles(&self, org_code: &str, user_id: &str) -> Result<KeySet, SourceError> {
+        let segments = ["organizations", org_code, "users", user_id, "roles"];
+        let url = api_url(&self.inner.base, &segments)?;
+        let roles = pages::collect(|token| {
+            let mut url = url.clone();
+            if let Some(token) = &token {
+                url.query_pairs_mut().append_pair("next_token", token);
+            }
+            async move {
+                let body: RolesResponse = self.call(self.inner.client.get(url)).await?;
+                Ok(Page {
+                    items: body.roles.unwrap_or_default(),
+                    next: body.next_token.filter(|token| !token.is_empty()),
+                })
+            }
+        })
+        .await?;
+        Ok(roles.iter().map(|r| &r.key).collect())
     }
 
     /// Asks Kinde to rebuild `user_id`'s claims (`POST /api/v1/users/{user_id}/refresh_claims`,
@@ -139,6 +185,21 @@ impl PermissionSource for KindeManagementApi {
             };
             self.user_permissions(org_code, query.user_id()).await
         })
+    }
+
+    fn roles<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a, KeySet> {
+        Box::pin(async move {
+            let Some(org_code) = query.org_code() else {
+                tracing::debug!(target: "claimcheck::live", "token has no org_code: no roles");
+                return Ok(KeySet::new());
+            };
+            self.user_roles(org_code, query.user_id()).await
+        })
+    }
+
+    /// From the Account API with the caller's own token: see the type's documentation.
+    fn feature_flags<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a, KeySet> {
+        self.inner.account.feature_flags(query)
     }
 }
 
