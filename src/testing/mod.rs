@@ -251,43 +251,6 @@ impl FakeKinde {
         self.state.directory.held(org_code, user_id)
     }
 
-    /// Assigns the role `role_key` to `user_id` in `org_code`: the Account API's `/roles`, the
-    /// Management API's `.../users/{user_id}/roles` and the `roles` claim of tokens
-    /// [`login`](Self::login) issues report it from now on (as `{id, key, name}`, with a stable
-    /// `role_…` id derived from the key).
-    pub fn assign_role(&self, org_code: &str, user_id: &str, role_key: &str) {
-        let assignments = &self.state.directory.assignments;
-        assignments.assign_role(org_code, user_id, role_key);
-    }
-
-    /// Removes the role `role_key` from `user_id` in `org_code`.
-    pub fn remove_role(&self, org_code: &str, user_id: &str, role_key: &str) {
-        let assignments = &self.state.directory.assignments;
-        assignments.remove_role(org_code, user_id, role_key);
-    }
-
-    /// The role keys the live APIs report for `user_id` in `org_code`, sorted.
-    pub fn roles_of(&self, org_code: &str, user_id: &str) -> Vec<String> {
-        self.state.directory.assignments.roles_of(org_code, user_id)
-    }
-
-    /// Sets the feature flag `key` of `user_id` in `org_code` to `value`, typed by its JSON
-    /// type: a boolean, a string or an integer (an Account API `type` of `"boolean"`,
-    /// `"string"`, `"integer"`; in tokens `"t": "b"`, `"s"`, `"i"`). Any other value is reported
-    /// as type `"object"` by the Account API and left out of tokens. The Account API's
-    /// `/feature_flags` and the `feature_flags` claim of tokens [`login`](Self::login) issues
-    /// report it from now on, with a stable `flag_…` id derived from the key.
-    pub fn set_feature_flag(&self, org_code: &str, user_id: &str, key: &str, value: Value) {
-        let assignments = &self.state.directory.assignments;
-        assignments.set_flag(org_code, user_id, key, value);
-    }
-
-    /// Removes the feature flag `key` of `user_id` in `org_code` (it is absent from then on).
-    pub fn clear_feature_flag(&self, org_code: &str, user_id: &str, key: &str) {
-        let assignments = &self.state.directory.assignments;
-        assignments.clear_flag(org_code, user_id, key);
-    }
-
     /// How often `refresh_claims` was called for `user_id`.
     pub fn claims_refreshes(&self, user_id: &str) -> u64 {
         self.state.directory.refreshes(user_id)
