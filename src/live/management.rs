@@ -1,49 +1,46 @@
-//! [`KindeManagementApi`]: live permissions from Kinde's Management API.
+//! [`KindeManagementApi`]: live permissions and roles from Kinde's Management API.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde::Deserialize;
-use tokio::time::Instant;
 use url::Url;
 
-use super::{PermissionQuery, PermissionSource, SourceError, SourceFuture};
+use super::machine_token::MachineTokens;
+use super::pages::{self, Keyed, Page};
+use super::{
+    KeySet, KindeAccountApi, PermissionQuery, PermissionSource, SourceError, SourceFuture,
+};
 use crate::error::ConfigError;
 use crate::permission::PermissionSet;
-use crate::single_flight::{Ended, Missed, SingleFlight};
 use crate::upstream;
 
-/// A machine token is replaced this long before it expires (or at half its life if shorter).
-const REFRESH_MARGIN: Duration = Duration::from_secs(60);
-
-/// After a failed token request, how long a held token past its refresh point (but unexpired)
-/// serves without asking Kinde again.
-const TOKEN_RETRY: Duration = Duration::from_secs(5);
-
-/// The longest a token request may take (its HTTP timeout is 2 s).
-const TOKEN_DEADLINE: Duration = Duration::from_secs(3);
-
-/// The longest lifetime a token answer is believed: beyond any real machine token, and it
-/// keeps the `Instant` arithmetic in range whatever `expires_in` says (a huge one panicked).
-const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// The one machine-token request under way, if any.
-type TokenFetches = SingleFlight<(), (), Result<String, SourceError>>;
-
-/// Live permissions from `GET /api/v1/organizations/{org_code}/users/{sub}/permissions`.
+/// Live permissions from `GET /api/v1/organizations/{org_code}/users/{sub}/permissions` and
+/// roles from `GET /api/v1/organizations/{org_code}/users/{sub}/roles`.
 ///
 /// Authenticates with a machine-to-machine token obtained by client credentials from
-/// `{issuer}/oauth2/token` for the audience `{issuer}/api` (the M2M application needs the
-/// `read:organization_user_permissions` scope). Kinde bills every token request, so the token is
+/// `{issuer}/oauth2/token` for the audience `{issuer}/api`. The M2M application needs the
+/// scope `read:organization_user_permissions` for permissions, and
+/// `read:organization_user_roles` for roles (without it, every lookup of roles fails: Kinde
+/// answers 403, the route answers 503). Kinde bills every token request, so the token is
 /// reused until a minute before it expires, and concurrent needs for a new one share one
 /// request, in its own task (a caller that gives up does not cancel it). Past its refresh
 /// point, a token still unexpired keeps serving while Kinde cannot give a new one, without a
 /// new request for 5 s after each failed one. A token Kinde rejects with 401 is dropped and
 /// fetched again on the next call.
 ///
-/// A token without `org_code` has no organization to look permissions up in: its user holds no
-/// permissions here. Requests have a 1 s connect and 2 s total timeout, never follow redirects,
+/// Roles are read page after page while Kinde answers a non-empty `next_token` (passed back as
+/// the `next_token` query parameter); a token that comes back a second time, or more than 50
+/// pages, is an error.
+///
+/// **Feature flags always come from the Account API, with the caller's token; machine tokens
+/// have none.** Kinde's Management API has no endpoint for a user's effective feature flags,
+/// so [`feature_flags`](PermissionSource::feature_flags) asks a [`KindeAccountApi`] for the
+/// same issuer, exactly as that source would (a refused or expired caller token is the
+/// caller's [refusal](SourceError::refused)).
+///
+/// A token without `org_code` has no organization to look permissions or roles up in: its user
+/// holds none here. Requests have a 1 s connect and 2 s total timeout, never follow redirects,
 /// and read at most 1 MiB.
 ///
 /// ```
@@ -61,37 +58,24 @@ pub struct KindeManagementApi {
 struct Inner {
     client: reqwest::Client,
     base: Url,
-    token_url: Url,
-    client_id: String,
-    client_secret: String,
-    audience: String,
-    token: Mutex<Option<MachineToken>>,
-    fetches: TokenFetches,
-    /// When the last token request failed, if the one after it has not succeeded.
-    failed_at: Mutex<Option<Instant>>,
-}
-
-struct MachineToken {
-    value: String,
-    refresh_at: Instant,
-    expires_at: Instant,
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    expires_in: u64,
+    tokens: Arc<MachineTokens>,
+    /// Feature flags: Kinde's Management API has none per user.
+    account: KindeAccountApi,
 }
 
 #[derive(Deserialize)]
 struct PermissionsResponse {
     #[serde(default)]
-    permissions: Option<Vec<KeyedPermission>>,
+    permissions: Option<Vec<Keyed>>,
 }
 
+/// `{"code","message","roles":[{"id","key","name"}],"next_token"}`.
 #[derive(Deserialize)]
-pub(super) struct KeyedPermission {
-    pub(super) key: String,
+struct RolesResponse {
+    #[serde(default)]
+    roles: Option<Vec<Keyed>>,
+    #[serde(default)]
+    next_token: Option<String>,
 }
 
 impl KindeManagementApi {
@@ -111,21 +95,16 @@ impl KindeManagementApi {
                 "client id and secret must not be empty",
             ));
         }
-        let token_url = upstream::join(&base, &["oauth2", "token"]);
         let client = upstream::api_client()
             .map_err(|e| ConfigError::invalid("http client", e.to_string()))?;
-        let audience = format!("{}/api", upstream::issuer_base(issuer));
+        let tokens = MachineTokens::new(client.clone(), &base, issuer, client_id, client_secret);
+        let account = KindeAccountApi::with_client(client.clone(), base.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
                 base,
-                token_url,
-                client_id,
-                client_secret,
-                audience,
-                token: Mutex::new(None),
-                fetches: TokenFetches::new(),
-                failed_at: Mutex::new(None),
+                tokens: Arc::new(tokens),
+                account,
             }),
         })
     }
@@ -142,6 +121,28 @@ impl KindeManagementApi {
         let body: PermissionsResponse = self.call(request).await?;
         let granted = body.permissions.unwrap_or_default();
         Ok(granted.iter().map(|p| &p.key).collect())
+    }
+
+    /// The keys of the roles `user_id` holds in `org_code`, straight from Kinde (no cache;
+    /// scope `read:organization_user_roles`).
+    pub async fn user_roles(&self, org_code: &str, user_id: &str) -> Result<KeySet, SourceError> {
+        let segments = ["organizations", org_code, "users", user_id, "roles"];
+        let url = api_url(&self.inner.base, &segments)?;
+        let roles = pages::collect(|token| {
+            let mut url = url.clone();
+            if let Some(token) = &token {
+                url.query_pairs_mut().append_pair("next_token", token);
+            }
+            async move {
+                let body: RolesResponse = self.call(self.inner.client.get(url)).await?;
+                Ok(Page {
+                    items: body.roles.unwrap_or_default(),
+                    next: body.next_token.filter(|token| !token.is_empty()),
+                })
+            }
+        })
+        .await?;
+        Ok(roles.iter().map(|r| &r.key).collect())
     }
 
     /// Asks Kinde to rebuild `user_id`'s claims (`POST /api/v1/users/{user_id}/refresh_claims`,
@@ -161,144 +162,17 @@ impl KindeManagementApi {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, SourceError> {
-        let bearer = self.inner.bearer().await?;
+        let bearer = self.inner.tokens.bearer().await?;
         match upstream::json::<T>(request.bearer_auth(&bearer), upstream::API_MAX_BODY_BYTES).await
         {
             Ok(body) => Ok(body),
             Err(failure) => {
                 if failure.status == Some(401) {
-                    self.inner.drop_token(&bearer);
+                    self.inner.tokens.drop_token(&bearer);
                 }
                 Err(failure.into())
             }
         }
-    }
-}
-
-impl Inner {
-    /// A machine token: the held one while it is fresh, or a new one from the one request
-    /// under way (started now if none is). Past its refresh point but unexpired, the held
-    /// token is still used while Kinde cannot give a new one.
-    async fn bearer(self: &Arc<Self>) -> Result<String, SourceError> {
-        if let Some(value) = self.held(|t| Instant::now() < t.refresh_at) {
-            return Ok(value);
-        }
-        // Kinde failed a moment ago: the unexpired token serves without asking again.
-        if self.retry_paused()
-            && let Some(value) = self.held(|t| Instant::now() < t.expires_at)
-        {
-            return Ok(value);
-        }
-        let waiter = {
-            let flights = self.fetches.lock();
-            // Looked at again under the lock: a request may have just landed.
-            if let Some(value) = self.held(|t| Instant::now() < t.refresh_at) {
-                return Ok(value);
-            }
-            match flights.join(&()) {
-                Some(waiter) => waiter,
-                None => {
-                    let inner = self.clone();
-                    let call = async move {
-                        let fetched = inner.fetch_token().await;
-                        *inner.failed_at.lock().unwrap_or_else(|e| e.into_inner()) =
-                            fetched.is_err().then(Instant::now);
-                        let token = fetched?;
-                        let value = token.value.clone();
-                        // Held before the flight lands, so no caller misses both.
-                        *inner.slot() = Some(token);
-                        Ok(value)
-                    };
-                    let settle = |result: Result<_, Ended>| {
-                        result.unwrap_or_else(|ended| {
-                            let reason = match ended {
-                                Ended::TimedOut => "machine token request timed out",
-                                Ended::Aborted => "machine token request aborted",
-                            };
-                            Err(SourceError::unavailable(reason))
-                        })
-                    };
-                    flights.start((), (), Instant::now() + TOKEN_DEADLINE, call, settle)
-                }
-            }
-        };
-        let fetched = match waiter.wait(Instant::now() + TOKEN_DEADLINE).await {
-            Ok(landed) => landed.value,
-            Err(Missed::Deadline | Missed::Lost) => {
-                Err(SourceError::unavailable("machine token request timed out"))
-            }
-        };
-        fetched.or_else(|error| self.held(|t| Instant::now() < t.expires_at).ok_or(error))
-    }
-
-    /// Whether a token request failed less than [`TOKEN_RETRY`] ago.
-    fn retry_paused(&self) -> bool {
-        self.failed_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|at| at.elapsed() < TOKEN_RETRY)
-    }
-
-    /// The held token's value, if `usable` says it may serve.
-    fn held(&self, usable: impl Fn(&MachineToken) -> bool) -> Option<String> {
-        self.slot()
-            .as_ref()
-            .filter(|t| usable(t))
-            .map(|t| t.value.clone())
-    }
-
-    /// Forgets the held token if it is still `value` (Kinde rejected it).
-    fn drop_token(&self, value: &str) {
-        let mut slot = self.slot();
-        if slot.as_ref().is_some_and(|t| t.value == value) {
-            *slot = None;
-        }
-    }
-
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<MachineToken>> {
-        self.token.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    async fn fetch_token(&self) -> Result<MachineToken, SourceError> {
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "client_credentials")
-            .append_pair("client_id", &self.client_id)
-            .append_pair("client_secret", &self.client_secret)
-            .append_pair("audience", &self.audience)
-            .finish();
-        let request = self
-            .client
-            .post(self.token_url.clone())
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(form);
-        let response: TokenResponse = upstream::json(request, upstream::API_MAX_BODY_BYTES)
-            .await
-            .map_err(|failure| {
-                if matches!(failure.status, Some(400 | 401 | 403)) {
-                    tracing::error!(
-                        target: "claimcheck::live",
-                        client_id = %self.client_id,
-                        reason = %failure.reason,
-                        "Kinde refused the management client credentials"
-                    );
-                }
-                SourceError::from(failure)
-            })?;
-        if response.access_token.is_empty() {
-            return Err(SourceError::unavailable("empty machine token"));
-        }
-        let lifetime = Duration::from_secs(response.expires_in).min(MAX_LIFETIME);
-        let margin = REFRESH_MARGIN.min(lifetime / 2);
-        let now = Instant::now();
-        tracing::debug!(target: "claimcheck::live", expires_in = response.expires_in, "machine token fetched");
-        Ok(MachineToken {
-            value: response.access_token,
-            refresh_at: now + (lifetime - margin),
-            expires_at: now + lifetime,
-        })
     }
 }
 
@@ -311,6 +185,21 @@ impl PermissionSource for KindeManagementApi {
             };
             self.user_permissions(org_code, query.user_id()).await
         })
+    }
+
+    fn roles<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a, KeySet> {
+        Box::pin(async move {
+            let Some(org_code) = query.org_code() else {
+                tracing::debug!(target: "claimcheck::live", "token has no org_code: no roles");
+                return Ok(KeySet::new());
+            };
+            self.user_roles(org_code, query.user_id()).await
+        })
+    }
+
+    /// From the Account API with the caller's own token: see the type's documentation.
+    fn feature_flags<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a, KeySet> {
+        self.inner.account.feature_flags(query)
     }
 }
 
@@ -330,7 +219,7 @@ impl fmt::Debug for KindeManagementApi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KindeManagementApi")
             .field("base", &self.inner.base.as_str())
-            .field("client_id", &self.inner.client_id)
+            .field("client_id", &self.inner.tokens.client_id())
             .field("client_secret", &"[redacted]")
             .finish()
     }

@@ -4,11 +4,13 @@
 //! Strict routes ask Kinde instead, through one of two sources:
 //!
 //! - [`KindeManagementApi`]: `GET /api/v1/organizations/{org_code}/users/{sub}/permissions`
-//!   with a machine-to-machine token (client credentials, audience `{issuer}/api`), which it
-//!   caches until shortly before it expires and fetches single-flight;
-//! - [`KindeAccountApi`]: `GET {issuer}/account_api/v1/permissions` with the caller's own token,
-//!   following `metadata.has_more` pages. No credentials to configure, but it only works for
-//!   user tokens: Kinde has no Account API for machine-to-machine tokens.
+//!   (and `.../roles`) with a machine-to-machine token (client credentials, audience
+//!   `{issuer}/api`), which it caches until shortly before it expires and fetches
+//!   single-flight; its feature flags come from the Account API with the caller's token;
+//! - [`KindeAccountApi`]: `GET {issuer}/account_api/v1/permissions` (and `/roles`,
+//!   `/feature_flags`) with the caller's own token, following `metadata.has_more` pages. No
+//!   credentials to configure, but it only works for user tokens: Kinde has no Account API for
+//!   machine-to-machine tokens.
 //!
 //! [`LiveCheck`] caches the answer per (issuer, user, organization) for a short time-to-live
 //! (default 5 s) so one upstream call serves every strict route of that user, coalesces
@@ -61,7 +63,9 @@ mod flight;
 mod held;
 mod invalidation;
 mod keyset;
+mod machine_token;
 mod management;
+mod pages;
 mod refusal;
 mod state;
 

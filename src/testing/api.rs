@@ -1,5 +1,6 @@
 //! The fake Kinde's APIs: Management API permissions and refresh_claims, Account API
-//! permissions, and the directory of who holds which permission in which organization.
+//! permissions (and the paging every Account API list shares), and the directory of who holds
+//! which permission in which organization. Roles and feature flags: see `roles.rs`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,27 +16,31 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::roles::Assignments;
 use super::server::State;
 use super::token::now;
 use super::webhook::SessionRecord;
 
 /// The Management API scope the permissions endpoint requires.
 pub const READ_PERMISSIONS_SCOPE: &str = "read:organization_user_permissions";
+/// The Management API scope the endpoint of a user's roles in an organization requires.
+pub const READ_ROLES_SCOPE: &str = "read:organization_user_roles";
 /// The Management API scope `refresh_claims` requires.
 pub const REFRESH_CLAIMS_SCOPE: &str = "update:user_refresh_claims";
 
-/// Permissions per (org, user), refresh counts per user, and the machine tokens issued for the
-/// Management API with their scopes.
+/// Permissions per (org, user), their roles and feature flags, refresh counts per user, and the
+/// machine tokens issued for the Management API with their scopes.
 #[derive(Default)]
 pub(crate) struct Directory {
     grants: Mutex<HashMap<(String, String), BTreeSet<String>>>,
+    pub(crate) assignments: Assignments,
     refreshes: Mutex<HashMap<String, u64>>,
     management_tokens: Mutex<HashMap<String, Vec<String>>>,
     sessions: Mutex<HashMap<String, SessionRecord>>,
     signed_out: Mutex<BTreeSet<String>>,
 }
 
-fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -112,9 +117,10 @@ pub(crate) fn routes() -> Router<Arc<State>> {
         )
         .route("/api/v1/users/{user}/refresh_claims", post(refresh_claims))
         .route("/account_api/v1/permissions", get(account_permissions))
+        .merge(super::roles::routes())
 }
 
-fn errors(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn errors(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({"errors": [{"code": code, "message": message}]});
     (status, Json(body)).into_response()
 }
@@ -129,7 +135,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The Management API's check: a machine token this fake issued for `{issuer}/api` that
 /// carries `scope`. `Some` is the refusal to send.
-fn refuse_machine(state: &State, headers: &HeaderMap, scope: &str) -> Option<Response> {
+pub(super) fn refuse_machine(state: &State, headers: &HeaderMap, scope: &str) -> Option<Response> {
     let tokens = locked(&state.directory.management_tokens);
     match bearer(headers).and_then(|token| tokens.get(token)) {
         None => Some(errors(
@@ -146,13 +152,13 @@ fn refuse_machine(state: &State, headers: &HeaderMap, scope: &str) -> Option<Res
     }
 }
 
-/// A stable id for a permission key, in the Account API's `perm_…` style.
-fn permission_id(key: &str) -> String {
+/// A stable id for a key, in the Account API's style: `perm_…`, `role_…`, `flag_…` (`kind`).
+pub(super) fn key_id(kind: &str, key: &str) -> String {
     let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("perm_{hex}")
+    format!("{kind}_{hex}")
 }
 
-fn title(key: &str) -> String {
+pub(super) fn title(key: &str) -> String {
     key.replace([':', '_', '-', '.'], " ")
 }
 
@@ -170,7 +176,7 @@ async fn management_permissions(
         .iter()
         .map(|key| {
             json!({
-                "id": permission_id(key),
+                "id": key_id("perm", key),
                 "key": key,
                 "name": title(key),
                 "description": format!("Can {}", title(key)),
@@ -193,10 +199,81 @@ async fn refresh_claims(
     Json(json!({"code": "OK", "message": "Success"})).into_response()
 }
 
+/// `page_size` (default 10) and `starting_after` (an entry's id) of an Account API list, or
+/// `page_size` and `next_token` of a Management API list.
 #[derive(Deserialize)]
-struct PageQuery {
+pub(super) struct PageQuery {
     page_size: Option<usize>,
+    #[serde(alias = "next_token")]
     starting_after: Option<String>,
+}
+
+/// One page of a list: its entries, the id of the last one, and whether more follow.
+pub(super) struct Paged {
+    pub(super) items: Vec<Value>,
+    pub(super) last: Option<String>,
+    pub(super) more: bool,
+}
+
+/// A page that cannot be served: Kinde's error code and the parameter at fault (a 400).
+pub(super) struct BadPage(&'static str, &'static str);
+
+impl IntoResponse for BadPage {
+    fn into_response(self) -> Response {
+        errors(StatusCode::BAD_REQUEST, self.0, self.1)
+    }
+}
+
+/// One page of `entries` (JSON objects with an `id`, in a stable order): the entries after the
+/// cursor.
+pub(super) fn page_of(entries: Vec<Value>, page: &PageQuery) -> Result<Paged, BadPage> {
+    let size = page.page_size.unwrap_or(10);
+    if !(1..=500).contains(&size) {
+        return Err(BadPage("INVALID_PAGE_SIZE", "page_size"));
+    }
+    let start = match &page.starting_after {
+        None => 0,
+        Some(cursor) => match entries.iter().position(|e| e["id"] == cursor.as_str()) {
+            Some(index) => index + 1,
+            None => return Err(BadPage("INVALID_CURSOR", "cursor")),
+        },
+    };
+    let total = entries.len();
+    let items: Vec<Value> = entries.into_iter().skip(start).take(size).collect();
+    let more = start + items.len() < total;
+    let last = items
+        .last()
+        .and_then(|i| i["id"].as_str())
+        .map(str::to_owned);
+    Ok(Paged { items, last, more })
+}
+
+/// An Account API list (`data.{field}` with `metadata`) for the caller's own token, checked as
+/// Kinde does (403 "Invalid credentials."): `entries` gives the (org, user)'s entries.
+/// `data.org_code` is sent unless the list is `feature_flags`, as in Kinde's answers.
+pub(super) fn account_list(
+    state: &State,
+    headers: &HeaderMap,
+    page: &PageQuery,
+    field: &str,
+    entries: impl FnOnce(&str, &str) -> Vec<Value>,
+) -> Response {
+    let Some((user, org)) = bearer(headers).and_then(|t| token_user(state, t)) else {
+        return errors(StatusCode::FORBIDDEN, "FORBIDDEN", "Invalid credentials.");
+    };
+    let paged = match page_of(entries(&org, &user), page) {
+        Ok(paged) => paged,
+        Err(bad) => return bad.into_response(),
+    };
+    let mut data = json!({ field: paged.items });
+    if field != "feature_flags" {
+        data["org_code"] = json!(org);
+    }
+    Json(json!({
+        "data": data,
+        "metadata": {"has_more": paged.more, "next_page_starting_after": paged.last},
+    }))
+    .into_response()
 }
 
 /// `(sub, org_code)` of a user access token this fake signed with a key it holds, that has
@@ -234,35 +311,10 @@ async fn account_permissions(
     Query(page): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let Some((user, org)) = bearer(&headers).and_then(|t| token_user(&state, t)) else {
-        return errors(StatusCode::FORBIDDEN, "FORBIDDEN", "Invalid credentials.");
-    };
-    let size = page.page_size.unwrap_or(10);
-    if !(1..=500).contains(&size) {
-        return errors(StatusCode::BAD_REQUEST, "INVALID_PAGE_SIZE", "page_size");
-    }
-    let held = state.directory.held(&org, &user);
-    let start = match &page.starting_after {
-        None => 0,
-        Some(cursor) => match held.iter().position(|k| permission_id(k) == *cursor) {
-            Some(index) => index + 1,
-            None => return errors(StatusCode::BAD_REQUEST, "INVALID_CURSOR", "starting_after"),
-        },
-    };
-    let items: Vec<Value> = held
-        .iter()
-        .skip(start)
-        .take(size)
-        .map(|key| json!({"id": permission_id(key), "name": title(key), "key": key}))
-        .collect();
-    let has_more = start + items.len() < held.len();
-    let last = items
-        .last()
-        .and_then(|i| i["id"].as_str())
-        .map(str::to_owned);
-    Json(json!({
-        "data": {"org_code": org, "permissions": items},
-        "metadata": {"has_more": has_more, "next_page_starting_after": last},
-    }))
-    .into_response()
+    account_list(&state, &headers, &page, "permissions", |org, user| {
+        let held = state.directory.held(org, user);
+        let entry =
+            |key: &String| json!({"id": key_id("perm", key), "name": title(key), "key": key});
+        held.iter().map(entry).collect()
+    })
 }

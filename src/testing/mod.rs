@@ -3,13 +3,15 @@
 //!
 //! It serves Kinde's wire formats over real HTTP: the JWKS on both `/.well-known/jwks` and
 //! `/.well-known/jwks.json`, OIDC discovery, `/oauth2/token` (client credentials), the
-//! Management API's `GET /api/v1/organizations/{org}/users/{user}/permissions` and
+//! Management API's `GET /api/v1/organizations/{org}/users/{user}/permissions`,
+//! `GET /api/v1/organizations/{org}/users/{user}/roles` (pages of 10 linked by `next_token`) and
 //! `POST /api/v1/users/{user}/refresh_claims` (machine token with the right scope required), and
-//! the Account API's `GET /account_api/v1/permissions` (the user's own token; pages of 10 unless
-//! `page_size` says otherwise). Its RSA keys are generated at start. From Rust you mint user, M2M
-//! and ID tokens with any header and claims, grant and revoke live permissions per
-//! (organization, user), rotate or retire keys, publish odd JWKs, inject faults per endpoint
-//! (down, slow, status with headers, garbage, huge, redirect) and count calls.
+//! the Account API's `GET /account_api/v1/permissions`, `/roles` and `/feature_flags` (the
+//! user's own token; pages of 10 unless `page_size` says otherwise). Its RSA keys are generated
+//! at start. From Rust you mint user, M2M and ID tokens with any header and claims, grant and
+//! revoke live permissions, assign roles and set feature flags per (organization, user), rotate
+//! or retire keys, publish odd JWKs, inject faults per endpoint (down, slow, status with
+//! headers, garbage, huge, redirect) and count calls.
 //!
 //! ```
 //! use claimcheck::testing::FakeKinde;
@@ -31,6 +33,7 @@
 mod api;
 mod fault;
 mod keys;
+mod roles;
 mod server;
 mod token;
 mod webhook;
@@ -42,7 +45,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use api::{READ_PERMISSIONS_SCOPE, REFRESH_CLAIMS_SCOPE};
+pub use api::{READ_PERMISSIONS_SCOPE, READ_ROLES_SCOPE, REFRESH_CLAIMS_SCOPE};
 pub use fault::{Fault, RateLimit};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -217,10 +220,15 @@ impl FakeKinde {
         (id, secret)
     }
 
-    /// Registers an M2M application that may call the Management API's permissions and
-    /// refresh_claims endpoints; returns `(id, secret)`.
+    /// Registers an M2M application that may call the Management API's permissions, roles and
+    /// refresh_claims endpoints ([`READ_PERMISSIONS_SCOPE`], [`READ_ROLES_SCOPE`],
+    /// [`REFRESH_CLAIMS_SCOPE`]); returns `(id, secret)`.
     pub fn register_management_client(&self) -> (String, String) {
-        self.register_m2m_client(&[READ_PERMISSIONS_SCOPE, REFRESH_CLAIMS_SCOPE])
+        self.register_m2m_client(&[
+            READ_PERMISSIONS_SCOPE,
+            READ_ROLES_SCOPE,
+            REFRESH_CLAIMS_SCOPE,
+        ])
     }
 
     /// Makes every Management API token issued so far invalid (401), as after a revocation.
@@ -248,8 +256,8 @@ impl FakeKinde {
         self.state.directory.refreshes(user_id)
     }
 
-    /// Signs `user_id` in to [`DEFAULT_ORG`]: an access token whose `permissions` are the user's
-    /// current grants, and a refresh token. Refreshing (`grant_type=refresh_token` at
+    /// Signs `user_id` in to [`DEFAULT_ORG`]: an access token whose `permissions`, `roles` and
+    /// `feature_flags` are the user's current grants, roles and flags, and a refresh token. Refreshing (`grant_type=refresh_token` at
     /// `/oauth2/token`) hands back the same access token until `refresh_claims` is called for
     /// the user, as Kinde's claims cache does.
     pub fn login(&self, user_id: &str) -> Session {

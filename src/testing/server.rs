@@ -37,16 +37,25 @@ pub enum Endpoint {
     RefreshClaims,
     /// Account API `GET /account_api/v1/permissions`.
     AccountPermissions,
+    /// Account API `GET /account_api/v1/roles`.
+    AccountRoles,
+    /// Account API `GET /account_api/v1/feature_flags`.
+    AccountFeatureFlags,
+    /// Management API `GET /api/v1/organizations/{org_code}/users/{user_id}/roles`.
+    ManagementRoles,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 6] = [
+    const ALL: [Endpoint; 9] = [
         Endpoint::Jwks,
         Endpoint::Discovery,
         Endpoint::Token,
         Endpoint::ManagementPermissions,
         Endpoint::RefreshClaims,
         Endpoint::AccountPermissions,
+        Endpoint::AccountRoles,
+        Endpoint::AccountFeatureFlags,
+        Endpoint::ManagementRoles,
     ];
 
     fn of(path: &str) -> Option<Self> {
@@ -55,8 +64,13 @@ impl Endpoint {
             "/.well-known/openid-configuration" => Some(Self::Discovery),
             "/oauth2/token" => Some(Self::Token),
             "/account_api/v1/permissions" => Some(Self::AccountPermissions),
+            "/account_api/v1/roles" => Some(Self::AccountRoles),
+            "/account_api/v1/feature_flags" => Some(Self::AccountFeatureFlags),
             p if p.starts_with("/api/v1/organizations/") && p.ends_with("/permissions") => {
                 Some(Self::ManagementPermissions)
+            }
+            p if p.starts_with("/api/v1/organizations/") && p.ends_with("/roles") => {
+                Some(Self::ManagementRoles)
             }
             p if p.starts_with("/api/v1/users/") && p.ends_with("/refresh_claims") => {
                 Some(Self::RefreshClaims)

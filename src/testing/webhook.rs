@@ -121,7 +121,7 @@ impl std::fmt::Debug for Webhook {
 /// A signed-in user of the fake: an access token and the refresh token that renews it.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// The access token (permissions = the user's grants when it was minted).
+    /// The access token (permissions, roles and feature flags: the user's when it was minted).
     pub access_token: String,
     /// For `grant_type=refresh_token` at `/oauth2/token`.
     pub refresh_token: String,
@@ -136,7 +136,8 @@ pub(crate) struct SessionRecord {
     pub(crate) version: u64,
 }
 
-/// A user access token for `user` in `org` whose `permissions` are the current grants.
+/// A user access token for `user` in `org` whose `permissions`, `roles` and `feature_flags`
+/// are the current grants, roles and flags.
 pub(crate) fn mint_for(state: &Arc<State>, user: &str, org: &str) -> String {
     TokenBuilder::new(
         state.clone(),
@@ -146,6 +147,8 @@ pub(crate) fn mint_for(state: &Arc<State>, user: &str, org: &str) -> String {
             "azp": "dee7f3c57b3c47e8b96edde2c7ecab7d",
             "org_code": org,
             "permissions": state.directory.held(org, user),
+            "roles": super::roles::roles_claim(state, org, user),
+            "feature_flags": super::roles::flags_claim(state, org, user),
             "scp": ["openid", "profile", "email", "offline"],
         }),
     )

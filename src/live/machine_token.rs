@@ -1,0 +1,219 @@
+//! [`MachineTokens`]: the Management API's machine-to-machine token, fetched by client
+//! credentials, held until shortly before it expires and fetched single-flight.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+use url::Url;
+
+use super::SourceError;
+use crate::single_flight::{Ended, Missed, SingleFlight};
+use crate::upstream;
+
+/// A machine token is replaced this long before it expires (or at half its life if shorter).
+const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// After a failed token request, how long a held token past its refresh point (but unexpired)
+/// serves without asking Kinde again.
+const TOKEN_RETRY: Duration = Duration::from_secs(5);
+
+/// The longest a token request may take (its HTTP timeout is 2 s).
+const TOKEN_DEADLINE: Duration = Duration::from_secs(3);
+
+/// The longest lifetime a token answer is believed: beyond any real machine token, and it
+/// keeps the `Instant` arithmetic in range whatever `expires_in` says (a huge one panicked).
+const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The one machine-token request under way, if any.
+type TokenFetches = SingleFlight<(), (), Result<String, SourceError>>;
+
+/// The machine token of one M2M application: requested from `{issuer}/oauth2/token` for the
+/// audience `{issuer}/api`, reused until a minute before it expires (Kinde bills every
+/// request), one request at a time in its own task.
+pub(super) struct MachineTokens {
+    client: reqwest::Client,
+    token_url: Url,
+    client_id: String,
+    client_secret: String,
+    audience: String,
+    token: Mutex<Option<MachineToken>>,
+    fetches: TokenFetches,
+    /// When the last token request failed, if the one after it has not succeeded.
+    failed_at: Mutex<Option<Instant>>,
+}
+
+struct MachineToken {
+    value: String,
+    refresh_at: Instant,
+    expires_at: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: u64,
+}
+
+impl MachineTokens {
+    /// Tokens for `client_id` from the business at `base` (issuer `issuer`).
+    pub(super) fn new(
+        client: reqwest::Client,
+        base: &Url,
+        issuer: &str,
+        client_id: String,
+        client_secret: String,
+    ) -> Self {
+        Self {
+            client,
+            token_url: upstream::join(base, &["oauth2", "token"]),
+            client_id,
+            client_secret,
+            audience: format!("{}/api", upstream::issuer_base(issuer)),
+            token: Mutex::new(None),
+            fetches: TokenFetches::new(),
+            failed_at: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// A machine token: the held one while it is fresh, or a new one from the one request
+    /// under way (started now if none is). Past its refresh point but unexpired, the held
+    /// token is still used while Kinde cannot give a new one.
+    pub(super) async fn bearer(self: &Arc<Self>) -> Result<String, SourceError> {
+        if let Some(value) = self.held(|t| Instant::now() < t.refresh_at) {
+            return Ok(value);
+        }
+        // Kinde failed a moment ago: the unexpired token serves without asking again.
+        if self.retry_paused()
+            && let Some(value) = self.held(|t| Instant::now() < t.expires_at)
+        {
+            return Ok(value);
+        }
+        let waiter = {
+            let flights = self.fetches.lock();
+            // Looked at again under the lock: a request may have just landed.
+            if let Some(value) = self.held(|t| Instant::now() < t.refresh_at) {
+                return Ok(value);
+            }
+            match flights.join(&()) {
+                Some(waiter) => waiter,
+                None => {
+                    let tokens = self.clone();
+                    let call = async move {
+                        let fetched = tokens.fetch_token().await;
+                        *tokens.failed_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                            fetched.is_err().then(Instant::now);
+                        let token = fetched?;
+                        let value = token.value.clone();
+                        // Held before the flight lands, so no caller misses both.
+                        *tokens.slot() = Some(token);
+                        Ok(value)
+                    };
+                    let settle = |result: Result<_, Ended>| {
+                        result.unwrap_or_else(|ended| {
+                            let reason = match ended {
+                                Ended::TimedOut => "machine token request timed out",
+                                Ended::Aborted => "machine token request aborted",
+                            };
+                            Err(SourceError::unavailable(reason))
+                        })
+                    };
+                    flights.start((), (), Instant::now() + TOKEN_DEADLINE, call, settle)
+                }
+            }
+        };
+        let fetched = match waiter.wait(Instant::now() + TOKEN_DEADLINE).await {
+            Ok(landed) => landed.value,
+            Err(Missed::Deadline | Missed::Lost) => {
+                Err(SourceError::unavailable("machine token request timed out"))
+            }
+        };
+        fetched.or_else(|error| self.held(|t| Instant::now() < t.expires_at).ok_or(error))
+    }
+
+    /// Whether a token request failed less than [`TOKEN_RETRY`] ago.
+    fn retry_paused(&self) -> bool {
+        self.failed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < TOKEN_RETRY)
+    }
+
+    /// The held token's value, if `usable` says it may serve.
+    fn held(&self, usable: impl Fn(&MachineToken) -> bool) -> Option<String> {
+        self.slot()
+            .as_ref()
+            .filter(|t| usable(t))
+            .map(|t| t.value.clone())
+    }
+
+    /// Forgets the held token if it is still `value` (Kinde rejected it).
+    pub(super) fn drop_token(&self, value: &str) {
+        let mut slot = self.slot();
+        if slot.as_ref().is_some_and(|t| t.value == value) {
+            *slot = None;
+        }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<MachineToken>> {
+        self.token.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn fetch_token(&self) -> Result<MachineToken, SourceError> {
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("client_secret", &self.client_secret)
+            .append_pair("audience", &self.audience)
+            .finish();
+        let request = self
+            .client
+            .post(self.token_url.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form);
+        let response: TokenResponse = upstream::json(request, upstream::API_MAX_BODY_BYTES)
+            .await
+            .map_err(|failure| {
+                if matches!(failure.status, Some(400 | 401 | 403)) {
+                    tracing::error!(
+                        target: "claimcheck::live",
+                        client_id = %self.client_id,
+                        reason = %failure.reason,
+                        "Kinde refused the management client credentials"
+                    );
+                }
+                SourceError::from(failure)
+            })?;
+        if response.access_token.is_empty() {
+            return Err(SourceError::unavailable("empty machine token"));
+        }
+        let lifetime = Duration::from_secs(response.expires_in).min(MAX_LIFETIME);
+        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        let now = Instant::now();
+        tracing::debug!(target: "claimcheck::live", expires_in = response.expires_in, "machine token fetched");
+        Ok(MachineToken {
+            value: response.access_token,
+            refresh_at: now + (lifetime - margin),
+            expires_at: now + lifetime,
+        })
+    }
+}
+
+impl fmt::Debug for MachineTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MachineTokens")
+            .field("token_url", &self.token_url.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
