@@ -16,9 +16,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::Router;
 use axum::handler::Handler;
 use axum::routing::{get, post};
-use axum::Router;
 use claimcheck::live::{KindeAccountApi, LiveCheck};
 use claimcheck::testing::{DEFAULT_ORG, FakeKinde};
 use claimcheck::{Auth, Requirement, Verifier};
@@ -58,7 +58,10 @@ async fn main() -> ExitCode {
     // Signed in a minute ago: the token carries the role and the flag.
     let token = kinde
         .user_token(USER)
-        .claim("roles", json!([{"id": "role_admin", "key": "admin", "name": "Admin"}]))
+        .claim(
+            "roles",
+            json!([{"id": "role_admin", "key": "admin", "name": "Admin"}]),
+        )
         .claim("feature_flags", json!({"beta": {"t": "b", "v": true}}))
         .issued_in(-60)
         .sign();
@@ -69,17 +72,30 @@ async fn main() -> ExitCode {
             let response = request.send().await.expect("API reachable");
             let status = response.status().as_u16();
             let body: serde_json::Value = response.json().await.unwrap_or_default();
-            (status, body["requirement"].as_str().unwrap_or("").to_owned())
+            (
+                status,
+                body["requirement"].as_str().unwrap_or("").to_owned(),
+            )
         }
     };
 
-    println!("API at {base}; strict time-to-live {} ms\n", STRICT_TTL.as_millis());
-    println!("{:<52} {:<14} {:>6}  403 names", "moment", "route", "status");
+    println!(
+        "API at {base}; strict time-to-live {} ms\n",
+        STRICT_TTL.as_millis()
+    );
+    println!(
+        "{:<52} {:<14} {:>6}  403 names",
+        "moment", "route", "status"
+    );
     println!("{}", "-".repeat(90));
     let mut failures = 0;
     let mut expect = async |moment: &str, path: &'static str, want: u16| {
         let (status, requirement) = get(path).await;
-        let mark = if status == want { "" } else { "   <-- unexpected" };
+        let mark = if status == want {
+            ""
+        } else {
+            "   <-- unexpected"
+        };
         failures += usize::from(status != want);
         println!("{moment:<52} {path:<14} {status:>6}  {requirement}{mark}");
     };
@@ -90,18 +106,33 @@ async fn main() -> ExitCode {
     expect("before any change", "/beta/strict", 200).await;
 
     kinde.set_feature_flag(DEFAULT_ORG, USER, "beta", json!(false));
-    expect("flag switched off at Kinde (no webhook exists)", "/beta", 200).await;
+    expect(
+        "flag switched off at Kinde (no webhook exists)",
+        "/beta",
+        200,
+    )
+    .await;
     tokio::time::sleep(STRICT_TTL + Duration::from_millis(50)).await;
     expect("... one time-to-live later", "/beta/strict", 403).await;
     expect("... token-trusted follows the token", "/beta", 200).await;
 
     expect("role still held", "/admin/strict", 200).await;
     kinde.remove_role(DEFAULT_ORG, USER, "admin");
-    expect("role removed at Kinde, within the TTL", "/admin/strict", 200).await;
+    expect(
+        "role removed at Kinde, within the TTL",
+        "/admin/strict",
+        200,
+    )
+    .await;
     let hook = format!("{base}/webhooks/kinde");
     let delivered = kinde.user_updated(USER).deliver(&hook).await;
     expect("... user.updated webhook delivered", "/admin/strict", 403).await;
-    expect("... token-trusted: the token predates the change", "/admin", 403).await;
+    expect(
+        "... token-trusted: the token predates the change",
+        "/admin",
+        403,
+    )
+    .await;
 
     println!();
     if delivered != 200 {

@@ -118,7 +118,7 @@ impl AuthError {
     }
 
     /// A 403 naming the requirement the caller does not meet (and its `scope`, when it has
-    /// one: see [`Requirement::scope`]).
+    /// one: see [`Requirement::scope`](crate::Requirement::scope)).
     pub fn unmet(requirement: &crate::Requirement) -> Self {
         Self {
             scope: requirement.scope().map(String::into_boxed_str),

@@ -206,16 +206,31 @@ async fn the_server_example_shapes_requirements_and_names_them_in_each_refusal()
     // GET /audit: any of read:audit, admin:all (the second alone is enough).
     let admin = kinde.user_token("kp_1").permissions(["admin:all"]).sign();
     assert_eq!(get("/audit", &admin).await.0, 200);
-    let reader = kinde.user_token("kp_1").permissions(["read:reports"]).sign();
+    let reader = kinde
+        .user_token("kp_1")
+        .permissions(["read:reports"])
+        .sign();
     let audit = "any of (read:audit, admin:all)";
-    assert_eq!(get("/audit", &reader).await, (403, audit.into(), none.clone()));
+    assert_eq!(
+        get("/audit", &reader).await,
+        (403, audit.into(), none.clone())
+    );
 
     // GET /beta: the boolean flag `beta` on.
     let flag = |on: bool| serde_json::json!({"beta": {"t": "b", "v": on}});
-    let beta = kinde.user_token("kp_1").claim("feature_flags", flag(true)).sign();
+    let beta = kinde
+        .user_token("kp_1")
+        .claim("feature_flags", flag(true))
+        .sign();
     assert_eq!(get("/beta", &beta).await.0, 200);
-    let off = kinde.user_token("kp_1").claim("feature_flags", flag(false)).sign();
-    assert_eq!(get("/beta", &off).await, (403, "flag beta".into(), none.clone()));
+    let off = kinde
+        .user_token("kp_1")
+        .claim("feature_flags", flag(false))
+        .sign();
+    assert_eq!(
+        get("/beta", &off).await,
+        (403, "flag beta".into(), none.clone())
+    );
 
     // POST /refunds: strict, both permissions as Kinde holds them now.
     let token = kinde

@@ -110,7 +110,7 @@ impl<M: Mode> RequirePermissionLayer<M> {
                     None => live.held(&query, rule.needs, priority).await,
                 };
                 match looked_up {
-                    Ok(held) => decide::from_held(&held, &rule.requirement),
+                    Ok(held) => decide::from_held(&held, claims, &rule.requirement),
                     Err(error) => {
                         return settle(decide::failed_for(&error, &rule.requirement, who));
                     }

@@ -6,8 +6,8 @@ use http::Request;
 
 use crate::claims::Claims;
 use crate::decision::{Age, Decision, Outcome, Provenance};
-use crate::error::AuthError;
-use crate::live::{Held, SourceError};
+use crate::error::{AuthError, AuthErrorKind};
+use crate::live::{Held, LiveFacts, SourceError};
 use crate::requirement::{Requirement, TokenFacts};
 
 /// What a request gets once decided.
@@ -20,9 +20,10 @@ pub(super) enum Next {
 
 /// The verdict of the token's claims (`permissions`, or for machines `scp`; `roles`,
 /// `org_code`, `feature_flags`).
-pub(super) fn from_claims(claims: &Claims, requirement: &Requirement) -> Decision {
-    let allowed = requirement.is_met(&TokenFacts(claims));
-    from_token(allowed, claims, requirement)
+#[inline(always)]
+pub(super) fn from_facts(facts: &TokenFacts<'_>, requirement: &Requirement) -> Decision {
+    let allowed = requirement.is_met(facts);
+    from_token(allowed, facts.claims(), requirement)
 }
 
 /// A deny by the token, whatever it holds.
@@ -30,6 +31,7 @@ pub(super) fn denied(claims: &Claims, requirement: &Requirement) -> Decision {
     from_token(false, claims, requirement)
 }
 
+#[inline(always)]
 fn from_token(allowed: bool, claims: &Claims, requirement: &Requirement) -> Decision {
     let outcome = if allowed {
         Outcome::Allow
@@ -40,9 +42,13 @@ fn from_token(allowed: bool, claims: &Claims, requirement: &Requirement) -> Deci
     Decision::new(outcome, requirement.clone(), Provenance::Token, age)
 }
 
-/// The decision live facts make.
-pub(super) fn from_held(held: &Held, requirement: &Requirement) -> Decision {
-    let outcome = if requirement.is_met(held) {
+/// The decision live facts make for the caller `claims` describe.
+pub(super) fn from_held(held: &Held, claims: &Claims, requirement: &Requirement) -> Decision {
+    let facts = LiveFacts {
+        held,
+        org: claims.org_code(),
+    };
+    let outcome = if requirement.is_met(&facts) {
         Outcome::Allow
     } else {
         Outcome::Deny
@@ -79,7 +85,14 @@ pub(super) fn after_lookup<B>(
     req: &Request<B>,
 ) -> Next {
     match looked_up {
-        Ok(held) => next(from_held(&held, requirement), req),
+        Ok(held) => {
+            let claims = req.extensions().get::<Claims>();
+            match claims {
+                Some(claims) => next(from_held(&held, claims, requirement), req),
+                // Never: the claims were there when the lookup started, and stay.
+                None => Next::Reject(AuthError::new(AuthErrorKind::Misconfigured), None),
+            }
+        }
         Err(error) => failed(&error, requirement, req),
     }
 }

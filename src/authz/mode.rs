@@ -1,6 +1,6 @@
 //! The two ways a route decides: [`TokenTrusted`] and [`Strict`].
 
-use super::decide::{denied, from_claims};
+use super::decide::{denied, from_facts};
 use crate::claims::Claims;
 use crate::freshness::{Freshness, Staleness};
 use crate::live::{LiveCheck, PermissionQuery, Priority};
@@ -97,10 +97,11 @@ impl Strict {
 
 impl sealed::Decide for TokenTrusted {
     fn verdict(&self, claims: &Claims, requirement: &Requirement, needs: Needs) -> Verdict {
+        let facts = TokenFacts::of(claims);
         // Machine tokens have no live facts; a requirement of the organization alone is the
         // token's to answer.
-        if claims.is_machine() || needs.is_nothing() {
-            return Verdict::Decided(from_claims(claims, requirement));
+        if facts.is_machine() || needs.is_nothing() {
+            return Verdict::Decided(from_facts(&facts, requirement));
         }
         // Claims older than a change Kinde told us about are not trusted: decide live. When
         // the change concerns everyone, those calls spend from the conservative budget.
@@ -121,25 +122,26 @@ impl sealed::Decide for TokenTrusted {
         // Kinde lets workflows strip `permissions` and `feature_flags` from tokens, and adds
         // `roles` only when asked: what the token does not carry is asked live.
         match &self.live {
-            Some(live) if TokenFacts(claims).lacks(needs) => {
+            Some(live) if facts.lacks(needs) => {
                 live_or_deny(live, claims, requirement, Priority::First)
             }
-            _ => Verdict::Decided(from_claims(claims, requirement)),
+            _ => Verdict::Decided(from_facts(&facts, requirement)),
         }
     }
 }
 
 impl sealed::Decide for Strict {
     fn verdict(&self, claims: &Claims, requirement: &Requirement, needs: Needs) -> Verdict {
-        if claims.is_machine() {
+        let facts = TokenFacts::of(claims);
+        if facts.is_machine() {
             return Verdict::Decided(if self.allow_machines {
-                from_claims(claims, requirement)
+                from_facts(&facts, requirement)
             } else {
                 denied(claims, requirement)
             });
         }
         if needs.is_nothing() {
-            return Verdict::Decided(from_claims(claims, requirement));
+            return Verdict::Decided(from_facts(&facts, requirement));
         }
         live_or_deny(&self.live, claims, requirement, Priority::First)
     }

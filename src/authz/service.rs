@@ -72,7 +72,7 @@ where
         let decision = match rule.mode.verdict(claims, &rule.requirement, rule.needs) {
             Verdict::Decided(decision) => decision,
             Verdict::Live(live, query, priority) => match live.peek_held(&query, rule.needs) {
-                Some(Ok(held)) => decide::from_held(&held, &rule.requirement),
+                Some(Ok(held)) => decide::from_held(&held, claims, &rule.requirement),
                 Some(Err(refused)) => {
                     let next = decide::failed(&refused, &rule.requirement, &req);
                     return ResponseFuture::next(next, req, &mut self.inner);

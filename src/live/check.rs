@@ -39,7 +39,7 @@ const MAX_DEADLINE: Duration = Duration::from_secs(3600);
 /// Live permissions with a short-TTL cache. Cheap to clone; clones share the cache.
 #[derive(Clone)]
 pub struct LiveCheck {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 /// The answer of a live lookup.

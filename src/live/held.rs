@@ -6,23 +6,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::check::{LiveCheck, Seen};
-use super::state::{Found, Kind};
+use super::state::{Found, KeyRef, Kind};
 use super::{KeySet, PermissionQuery, Priority, SourceError};
-use crate::claims::Claims;
 use crate::decision::Provenance;
 use crate::permission::PermissionSet;
 use crate::requirement::{Facts, Needs};
 
-/// What the live source says a caller holds, for the kinds a requirement needs, with the
-/// caller's claims (for the organization, which is the token's).
+/// What the live source says a caller holds, for the kinds a requirement needs.
 #[derive(Debug, Clone)]
 pub(crate) struct Held {
-    claims: Claims,
     permissions: Option<Arc<PermissionSet>>,
     roles: Option<Arc<KeySet>>,
     flags: Option<Arc<KeySet>>,
     provenance: Provenance,
     age: Duration,
+}
+
+/// [`Held`] facts for a caller whose token is for the organization `org`: the organization is
+/// always the token's (it is the one the live answers are for).
+pub(crate) struct LiveFacts<'a> {
+    pub(crate) held: &'a Held,
+    pub(crate) org: Option<&'a str>,
 }
 
 const KINDS: [(Kind, Needs); 3] = [
@@ -32,6 +36,16 @@ const KINDS: [(Kind, Needs); 3] = [
 ];
 
 impl Held {
+    fn new() -> Self {
+        Self {
+            permissions: None,
+            roles: None,
+            flags: None,
+            provenance: Provenance::LiveCache,
+            age: Duration::ZERO,
+        }
+    }
+
     /// Where the facts came from: `live` if any kind was fetched for this request, else
     /// `coalesced` if any was waited for, else `live-cache`.
     pub(crate) fn provenance(&self) -> Provenance {
@@ -43,52 +57,24 @@ impl Held {
         self.age
     }
 
-    fn of(claims: &Claims, seen: [Option<Seen>; 3]) -> Self {
-        let mut held = Self {
-            claims: claims.clone(),
-            permissions: None,
-            roles: None,
-            flags: None,
-            provenance: Provenance::LiveCache,
-            age: Duration::ZERO,
+    fn add(&mut self, kind: Kind, (entry, provenance, age): Seen) {
+        let rank = |p| match p {
+            Provenance::Live => 2,
+            Provenance::Coalesced => 1,
+            _ => 0,
         };
-        for ((kind, _), seen) in KINDS.iter().zip(seen) {
-            let Some((entry, provenance, age)) = seen else {
-                continue;
-            };
-            held.provenance = stronger(held.provenance, provenance);
-            held.age = held.age.max(age);
-            match (kind, entry.found) {
-                (Kind::Permissions, Found::Permissions(set)) => held.permissions = Some(set),
-                (Kind::Roles, Found::Keys(set)) => held.roles = Some(set),
-                (Kind::Flags, Found::Keys(set)) => held.flags = Some(set),
-                // Never: a key of one kind only ever holds that kind.
-                _ => {}
-            }
+        if rank(provenance) > rank(self.provenance) {
+            self.provenance = provenance;
         }
-        held
+        self.age = self.age.max(age);
+        match (kind, entry.found) {
+            (Kind::Permissions, Found::Permissions(set)) => self.permissions = Some(set),
+            (Kind::Roles, Found::Keys(set)) => self.roles = Some(set),
+            (Kind::Flags, Found::Keys(set)) => self.flags = Some(set),
+            // Never: a key of one kind only ever holds that kind.
+            _ => {}
+        }
     }
-}
-
-fn stronger(a: Provenance, b: Provenance) -> Provenance {
-    let rank = |p| match p {
-        Provenance::Live => 2,
-        Provenance::Coalesced => 1,
-        _ => 0,
-    };
-    if rank(b) > rank(a) { b } else { a }
-}
-
-/// Every kind's result, or the first failure.
-fn gathered(
-    claims: &Claims,
-    results: [Option<Result<Seen, SourceError>>; 3],
-) -> Result<Held, SourceError> {
-    let mut seen: [Option<Seen>; 3] = [None, None, None];
-    for (slot, result) in seen.iter_mut().zip(results) {
-        *slot = result.transpose()?;
-    }
-    Ok(Held::of(claims, seen))
 }
 
 impl LiveCheck {
@@ -99,17 +85,22 @@ impl LiveCheck {
         query: &PermissionQuery,
         needs: Needs,
     ) -> Option<Result<Held, SourceError>> {
-        let mut results = [None, None, None];
-        for (slot, (kind, need)) in results.iter_mut().zip(KINDS) {
+        if let Some(refused) = self.inner.refused_token(query) {
+            return Some(Err(refused));
+        }
+        let mut held = Held::new();
+        for (kind, need) in KINDS {
             if needs.covers(need) {
-                *slot = Some(self.peek_kind(query, kind)?);
+                let (entry, age) = self.inner.cached(KeyRef::of(query, kind))?;
+                held.add(kind, (entry, Provenance::LiveCache, age));
             }
         }
-        Some(gathered(query.claims(), results))
+        Some(Ok(held))
     }
 
     /// The facts `needs` names for `query`'s user, looked up concurrently, each kind from the
-    /// cache, a flight under way, or a new upstream call; one deadline for all.
+    /// cache, a flight under way, or a new upstream call; one deadline for all. The first
+    /// failure (in the order permissions, roles, flags) is the answer.
     pub(crate) async fn held(
         &self,
         query: &PermissionQuery,
@@ -124,26 +115,38 @@ impl LiveCheck {
             }
         };
         let (permissions, roles, flags) = tokio::join!(one(KINDS[0]), one(KINDS[1]), one(KINDS[2]));
-        gathered(query.claims(), [permissions, roles, flags])
+        let mut held = Held::new();
+        for ((kind, _), seen) in KINDS.into_iter().zip([permissions, roles, flags]) {
+            if let Some(seen) = seen {
+                held.add(kind, seen?);
+            }
+        }
+        Ok(held)
     }
 }
 
-impl Facts for Held {
+impl Facts for LiveFacts<'_> {
+    #[inline]
     fn has_permission(&self, key: &str) -> bool {
-        self.permissions
+        let set = self.held.permissions.as_ref();
+        set.is_some_and(|set| set.contains(key))
+    }
+
+    fn has_role(&self, key: &str) -> bool {
+        self.held
+            .roles
             .as_ref()
             .is_some_and(|set| set.contains(key))
     }
 
-    fn has_role(&self, key: &str) -> bool {
-        self.roles.as_ref().is_some_and(|set| set.contains(key))
-    }
-
     fn org_code(&self) -> Option<&str> {
-        self.claims.org_code()
+        self.org
     }
 
     fn flag_is_on(&self, key: &str) -> bool {
-        self.flags.as_ref().is_some_and(|set| set.contains(key))
+        self.held
+            .flags
+            .as_ref()
+            .is_some_and(|set| set.contains(key))
     }
 }

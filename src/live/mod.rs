@@ -78,7 +78,7 @@ pub use backoff::Backoff;
 pub(crate) use budget::Priority;
 pub use check::{LiveCheck, LiveCheckBuilder, Lookup};
 pub use error::SourceError;
-pub(crate) use held::Held;
+pub(crate) use held::{Held, LiveFacts};
 pub use keyset::KeySet;
 pub use management::KindeManagementApi;
 

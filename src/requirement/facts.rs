@@ -43,15 +43,37 @@ pub(crate) trait Facts {
 
 /// The verified token's claims as facts: `permissions` (`scp` for machine tokens), `roles`,
 /// `org_code` and `feature_flags`. A claim that is absent holds nothing.
-pub(crate) struct TokenFacts<'a>(pub(crate) &'a Claims);
+pub(crate) struct TokenFacts<'a> {
+    claims: &'a Claims,
+    machine: bool,
+}
 
-impl TokenFacts<'_> {
-    /// The kinds of `needs` whose claim this user token does not carry at all (Kinde lets
-    /// workflows strip `permissions` and `feature_flags`; `roles` is opt-in): those can only be
-    /// known live. Machine tokens lack nothing: they have no live facts.
+impl<'a> TokenFacts<'a> {
+    #[inline]
+    pub(crate) fn of(claims: &'a Claims) -> Self {
+        Self {
+            claims,
+            machine: claims.is_machine(),
+        }
+    }
+
+    /// Whether the token is a machine-to-machine token.
+    pub(crate) fn is_machine(&self) -> bool {
+        self.machine
+    }
+
+    /// The claims.
+    pub(crate) fn claims(&self) -> &'a Claims {
+        self.claims
+    }
+
+    /// Whether this user token lacks a claim `needs` names (Kinde lets workflows strip
+    /// `permissions` and `feature_flags`; `roles` is opt-in): those can only be known live.
+    /// Machine tokens lack nothing: they have no live facts.
+    #[inline]
     pub(crate) fn lacks(&self, needs: Needs) -> bool {
-        let claims = self.0;
-        if claims.is_machine() {
+        let claims = self.claims;
+        if self.machine {
             return false;
         }
         (needs.covers(Needs::PERMISSIONS) && claims.permissions().is_none())
@@ -61,26 +83,27 @@ impl TokenFacts<'_> {
 }
 
 impl Facts for TokenFacts<'_> {
+    #[inline]
     fn has_permission(&self, key: &str) -> bool {
-        let claims = self.0;
-        if claims.is_machine() {
+        let claims = self.claims;
+        if self.machine {
             claims.scopes().iter().any(|scope| scope == key)
         } else {
             claims
                 .permissions()
-                .is_some_and(|granted| granted.iter().any(|p| p == key))
+                .is_some_and(|granted| granted.iter().any(|p| p.as_str() == key))
         }
     }
 
     fn has_role(&self, key: &str) -> bool {
-        self.0.roles().iter().any(|role| role.key == key)
+        self.claims.roles().iter().any(|role| role.key == key)
     }
 
     fn org_code(&self) -> Option<&str> {
-        self.0.org_code()
+        self.claims.org_code()
     }
 
     fn flag_is_on(&self, key: &str) -> bool {
-        matches!(self.0.feature_flag(key), Some(FeatureFlag::Bool(true)))
+        matches!(self.claims.feature_flag(key), Some(FeatureFlag::Bool(true)))
     }
 }

@@ -54,31 +54,31 @@ fn scope_only_for_plain_all_of_permissions() {
 #[test]
 fn token_facts_decide_each_shape() {
     let second_only = user(json!({"permissions": ["admin:all"]}));
-    assert!(AUDIT.is_met(&TokenFacts(&second_only)));
-    assert!(!READ_AUDIT.is_met(&TokenFacts(&second_only)));
+    assert!(AUDIT.is_met(&TokenFacts::of(&second_only)));
+    assert!(!READ_AUDIT.is_met(&TokenFacts::of(&second_only)));
 
     let one_missing = Requirement::all([READ_AUDIT, ADMIN_ALL]);
-    assert!(!one_missing.is_met(&TokenFacts(&second_only)));
+    assert!(!one_missing.is_met(&TokenFacts::of(&second_only)));
 
     let admin = user(json!({"roles": [{"id": "r1", "key": "admin", "name": "Admin"}]}));
-    assert!(ADMIN.is_met(&TokenFacts(&admin)) && NESTED.is_met(&TokenFacts(&admin)));
+    assert!(ADMIN.is_met(&TokenFacts::of(&admin)) && NESTED.is_met(&TokenFacts::of(&admin)));
 
     let flags = user(json!({"feature_flags": {
         "beta": {"t": "b", "v": true},
         "off": {"t": "b", "v": false},
         "text": {"t": "s", "v": "true"},
     }}));
-    assert!(BETA.is_met(&TokenFacts(&flags)));
+    assert!(BETA.is_met(&TokenFacts::of(&flags)));
     for not_on in ["off", "text", "absent"] {
         let flag = Requirement::try_flag(not_on).unwrap();
-        assert!(!flag.is_met(&TokenFacts(&flags)), "{not_on}");
+        assert!(!flag.is_met(&TokenFacts::of(&flags)), "{not_on}");
     }
 
     let other_org =
         Claims::fixture(json!({"sub": "kp_1", "org_code": "org_other", "roles": ["admin"]}));
-    assert!(!NESTED.is_met(&TokenFacts(&other_org)));
-    assert!(Requirement::all(Vec::<Requirement>::new()).is_met(&TokenFacts(&other_org)));
-    assert!(!Requirement::any(Vec::<Requirement>::new()).is_met(&TokenFacts(&other_org)));
+    assert!(!NESTED.is_met(&TokenFacts::of(&other_org)));
+    assert!(Requirement::all(Vec::<Requirement>::new()).is_met(&TokenFacts::of(&other_org)));
+    assert!(!Requirement::any(Vec::<Requirement>::new()).is_met(&TokenFacts::of(&other_org)));
 }
 
 #[test]
@@ -87,14 +87,14 @@ fn needs_and_lacks() {
     assert_eq!(ACME.needs(), Needs::NOTHING);
     assert_eq!(NESTED.needs(), Needs::ROLES.and(Needs::FLAGS));
     let bare = user(json!({}));
-    assert!(TokenFacts(&bare).lacks(Needs::PERMISSIONS));
-    assert!(TokenFacts(&bare).lacks(Needs::ROLES));
-    assert!(!TokenFacts(&bare).lacks(Needs::NOTHING));
+    assert!(TokenFacts::of(&bare).lacks(Needs::PERMISSIONS));
+    assert!(TokenFacts::of(&bare).lacks(Needs::ROLES));
+    assert!(!TokenFacts::of(&bare).lacks(Needs::NOTHING));
     let full = user(json!({"permissions": [], "roles": [], "feature_flags": {}}));
-    assert!(!TokenFacts(&full).lacks(NESTED.needs().and(Needs::PERMISSIONS)));
+    assert!(!TokenFacts::of(&full).lacks(NESTED.needs().and(Needs::PERMISSIONS)));
     let machine = Claims::fixture(json!({"gty": ["client_credentials"], "scp": ["read:audit"]}));
-    assert!(!TokenFacts(&machine).lacks(Needs::PERMISSIONS));
-    assert!(AUDIT.is_met(&TokenFacts(&machine)));
+    assert!(!TokenFacts::of(&machine).lacks(Needs::PERMISSIONS));
+    assert!(AUDIT.is_met(&TokenFacts::of(&machine)));
 }
 
 #[test]
