@@ -12,8 +12,9 @@
 //!   credentials to configure, but it only works for user tokens: Kinde has no Account API for
 //!   machine-to-machine tokens.
 //!
-//! [`LiveCheck`] caches the answer per (issuer, user, organization) for a short time-to-live
-//! (default 5 s) so one upstream call serves every strict route of that user, coalesces
+//! [`LiveCheck`] caches the answer per (issuer, user, organization, kind: permissions, roles or
+//! feature flags; a kind is asked for only when a route's requirement names it) for a short
+//! time-to-live (default 5 s) so one upstream call serves every strict route of that user, coalesces
 //! concurrent misses of one token into one upstream call made in a spawned task, gives each
 //! caller its own deadline (default 2 s), never caches an error, and never serves an answer
 //! fetched before an [`invalidate_user`](LiveCheck::invalidate_user) /

@@ -23,6 +23,11 @@
 //! assert_eq!(AUDIT.scope(), None);
 //! ```
 //!
+//! ```compile_fail
+//! use claimcheck::Requirement;
+//! const BAD: Requirement = Requirement::role("no spaces"); // rejected by the compiler
+//! ```
+//!
 //! From run-time values, build them with [`Requirement::all`], [`Requirement::any`] and the
 //! `try_` constructors. A [`Permission`] converts into a requirement, so every API that took
 //! one permission takes it still.
