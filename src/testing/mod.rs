@@ -29,6 +29,40 @@
 //! assert!(claims.has_permission("read:reports"));
 //! # }
 //! ```
+//!
+//! The first test most apps write: the whole [`Auth`](crate::Auth) against the fake, a router,
+//! and requests over loopback (here, a strict route that follows Kinde's live permissions):
+//!
+//! ```
+//! use axum::{Router, handler::Handler, routing::post};
+//! use claimcheck::live::{KindeAccountApi, LiveCheck};
+//! use claimcheck::testing::{DEFAULT_ORG, FakeKinde};
+//! use claimcheck::{Auth, Permission, Verifier};
+//!
+//! const CREATE_PAYMENTS: Permission = Permission::from_static("create:payments");
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let kinde = FakeKinde::start().await;
+//! let verifier = Verifier::builder(kinde.issuer()).audience(kinde.audience()).build().unwrap();
+//! let live = LiveCheck::builder(KindeAccountApi::new(kinde.issuer()).unwrap()).build();
+//! let auth = Auth::new(verifier, live);
+//! let app: Router = Router::new()
+//!     .route("/payments", post((|| async { "paid" }).layer(auth.strict(CREATE_PAYMENTS))))
+//!     .layer(auth.layer());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! let url = format!("http://{}/payments", listener.local_addr().unwrap());
+//! tokio::spawn(async move { axum::serve(listener, app).await });
+//!
+//! // The token claims the permission; Kinde has not granted it: the strict route says 403.
+//! let token = kinde.user_token("kp_1").permissions(["create:payments"]).sign();
+//! let pay = || reqwest::Client::new().post(&url).bearer_auth(&token).send();
+//! assert_eq!(pay().await.unwrap().status(), 403);
+//! auth.invalidate_user("kp_1");
+//! kinde.grant(DEFAULT_ORG, "kp_1", "create:payments");
+//! assert_eq!(pay().await.unwrap().status(), 200);
+//! # }
+//! ```
 
 mod api;
 mod fault;
