@@ -76,10 +76,11 @@ async fn a_short_lived_token_is_replaced_once_and_never_used_expired() {
     assert_eq!(burst(&api).await, 10);
     assert_eq!(kinde.calls(Endpoint::Token), 1);
     tokio::time::sleep(ms(600)).await;
-    // Due for replacement, Kinde failing: one request, and the old token still serves.
+    // Due for replacement, Kinde failing: one request in the background, and the old token
+    // still serves.
     kinde.set_fault(Endpoint::Token, Fault::Status(500, vec![]));
     assert_eq!(burst(&api).await, 10);
-    assert_eq!(kinde.calls(Endpoint::Token), 2);
+    settled(&kinde, Endpoint::Token, 2).await;
     // Asked again at once: the old token serves without another request (Kinde failed a
     // moment ago), so a failing token endpoint is not asked on every lookup.
     assert_eq!(burst(&api).await, 10);
@@ -96,6 +97,44 @@ async fn a_short_lived_token_is_replaced_once_and_never_used_expired() {
         assert_eq!(burst(&api).await, 10);
         assert_eq!(kinde.calls(Endpoint::Token), round);
     }
+}
+
+/// Waits (at most 1 s) until `endpoint` has been called `n` times, for requests made in the
+/// background; asserts it then.
+async fn settled(kinde: &FakeKinde, endpoint: Endpoint, n: usize) {
+    for _ in 0..100 {
+        if kinde.calls(endpoint) >= n {
+            break;
+        }
+        tokio::time::sleep(ms(10)).await;
+    }
+    tokio::time::sleep(ms(50)).await;
+    assert_eq!(kinde.calls(endpoint), n, "{endpoint:?}");
+}
+
+// Catches: lookups waiting for a token request while an unexpired token is held. With the
+// token endpoint hanging, each waited up to the request's deadline (3 s), longer than a live
+// lookup's own (2 s by default): 503s although a usable token was held, and a timed-out
+// request did not pause the next one, so every lookup waited again.
+#[tokio::test]
+async fn a_hanging_token_endpoint_does_not_delay_lookups_while_the_token_is_good() {
+    let (kinde, api, client) = setup().await;
+    kinde.set_fault(Endpoint::Token, token_answer(&kinde, &client, 1).await);
+    assert_eq!(burst(&api).await, 10);
+    tokio::time::sleep(ms(600)).await; // past the refresh point (500 ms), not expired (1 s)
+    kinde.set_fault(Endpoint::Token, Fault::Slow(ms(5_000)));
+    kinde.reset_calls();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        assert_eq!(burst(&api).await, 10);
+        assert!(started.elapsed() < ms(300), "{:?}", started.elapsed());
+    }
+    assert_eq!(
+        kinde.calls(Endpoint::Token),
+        1,
+        "one request, in the background"
+    );
+    assert_eq!(kinde.calls(Endpoint::ManagementPermissions), 30);
 }
 
 // Catches: `expires_in` added to an Instant unchecked: a huge lifetime from the token endpoint
@@ -135,23 +174,27 @@ async fn a_late_401_does_not_drop_the_token_fetched_since() {
     // Past T1's refresh point: B fetches T2 while A's request is still under way.
     let b = api.user_permissions(DEFAULT_ORG, "kp_2").await;
     assert!(b.is_ok(), "{b:?}");
-    assert!(late.await.unwrap().is_err(), "T1 was revoked");
+    // A's 401 (T1 was revoked) is retried with T2, which it must not drop.
+    assert!(late.await.unwrap().is_ok(), "retried with T2");
     kinde.clear_fault(Endpoint::ManagementPermissions);
     assert!(api.user_permissions(DEFAULT_ORG, "kp_3").await.is_ok());
     assert_eq!(kinde.calls(Endpoint::Token), 1, "A's 401 dropped T2");
 }
 
-// Catches: concurrent 401s each dropping and refetching (several billed requests), or the
-// dropped token still being used.
+// Catches: concurrent 401s each dropping and refetching (several billed requests), the
+// dropped token still being used, or a lookup failing although a new token was one request
+// away.
 #[tokio::test]
 async fn concurrent_401s_cost_one_new_token() {
     let (kinde, api, _) = setup().await;
     assert_eq!(burst(&api).await, 10);
     kinde.revoke_management_tokens();
-    assert_eq!(burst(&api).await, 0);
+    // Each lookup refused asks once more, with the one new token.
     assert_eq!(burst(&api).await, 10);
     assert_eq!(burst(&api).await, 10);
     assert_eq!(kinde.calls(Endpoint::Token), 2);
+    // Three bursts of ten, and the ten refused calls once more.
+    assert_eq!(kinde.calls(Endpoint::ManagementPermissions), 40);
 }
 
 // Catches: the token request running inside the live flight (abandoned at the starting

@@ -204,10 +204,22 @@ async fn the_machine_token_is_reused_and_replaced_after_a_401() {
         "one billed token request"
     );
 
+    // A revoked machine token is replaced within the request Kinde refused it in.
     h.kinde.revoke_management_tokens();
-    assert_eq!(h.post("/payments", &token).await.status, 503);
+    assert_eq!(h.post("/payments", &token).await.status, 200);
     assert_eq!(h.post("/payments", &token).await.status, 200);
     assert_eq!(h.kinde.calls(Endpoint::Token), 2);
+    assert_eq!(h.kinde.calls(Endpoint::ManagementPermissions), 8);
+    // Kinde refusing every token: the held one is replaced once, then the request fails
+    // closed; a token issued for a request and refused costs no second token request.
+    let refuse = claimcheck::testing::Fault::Status(401, vec![]);
+    h.kinde.set_fault(Endpoint::ManagementPermissions, refuse);
+    assert_eq!(h.post("/payments", &token).await.status, 503);
+    assert_eq!(h.kinde.calls(Endpoint::ManagementPermissions), 10);
+    assert_eq!(h.kinde.calls(Endpoint::Token), 3);
+    assert_eq!(h.post("/payments", &token).await.status, 503);
+    assert_eq!(h.kinde.calls(Endpoint::ManagementPermissions), 11);
+    assert_eq!(h.kinde.calls(Endpoint::Token), 4);
 }
 
 #[tokio::test]

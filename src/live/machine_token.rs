@@ -45,6 +45,22 @@ pub(super) struct MachineTokens {
     failed_at: Mutex<Option<Instant>>,
 }
 
+/// A machine token to send, and whether it was just issued for this call (a fresh token Kinde
+/// refuses is not worth replacing at once: the next one would be refused too).
+pub(super) struct Bearer {
+    pub(super) value: String,
+    pub(super) fresh: bool,
+}
+
+impl Bearer {
+    fn held(value: String) -> Self {
+        Self {
+            value,
+            fresh: false,
+        }
+    }
+}
+
 struct MachineToken {
     value: String,
     refresh_at: Instant,
@@ -84,57 +100,71 @@ impl MachineTokens {
 
     /// A machine token: the held one while it is fresh, or a new one from the one request
     /// under way (started now if none is). Past its refresh point but unexpired, the held
-    /// token is still used while Kinde cannot give a new one.
-    pub(super) async fn bearer(self: &Arc<Self>) -> Result<String, SourceError> {
+    /// token serves at once while the new one is requested in the background (not again for
+    /// [`TOKEN_RETRY`] after a failed request): only a caller with no usable token waits, so a
+    /// slow or hanging token endpoint never delays lookups while a token is still good.
+    pub(super) async fn bearer(self: &Arc<Self>) -> Result<Bearer, SourceError> {
         if let Some(value) = self.held(|t| Instant::now() < t.refresh_at) {
-            return Ok(value);
+            return Ok(Bearer::held(value));
         }
+        let usable = self.held(|t| Instant::now() < t.expires_at);
         // Kinde failed a moment ago: the unexpired token serves without asking again.
-        if self.retry_paused()
-            && let Some(value) = self.held(|t| Instant::now() < t.expires_at)
-        {
-            return Ok(value);
+        if let Some(value) = usable.as_ref().filter(|_| self.retry_paused()) {
+            return Ok(Bearer::held(value.clone()));
         }
         let waiter = {
             let flights = self.fetches.lock();
             // Looked at again under the lock: a request may have just landed.
             if let Some(value) = self.held(|t| Instant::now() < t.refresh_at) {
-                return Ok(value);
+                return Ok(Bearer::held(value));
             }
             match flights.join(&()) {
                 Some(waiter) => waiter,
                 None => {
-                    let tokens = self.clone();
-                    let call = async move {
-                        let fetched = tokens.fetch_token().await;
-                        *tokens.failed_at.lock().unwrap_or_else(|e| e.into_inner()) =
-                            fetched.is_err().then(Instant::now);
-                        let token = fetched?;
-                        let value = token.value.clone();
-                        // Held before the flight lands, so no caller misses both.
-                        *tokens.slot() = Some(token);
-                        Ok(value)
-                    };
-                    let settle = |result: Result<_, Ended>| {
-                        result.unwrap_or_else(|ended| {
-                            let reason = match ended {
-                                Ended::TimedOut => "machine token request timed out",
-                                Ended::Aborted => "machine token request aborted",
-                            };
-                            Err(SourceError::unavailable(reason))
-                        })
-                    };
+                    let (call, settle) = (self.clone(), self.clone());
+                    let call = async move { call.request().await };
+                    let settle = move |result: Result<_, Ended>| settle.settle(result);
                     flights.start((), (), Instant::now() + TOKEN_DEADLINE, call, settle)
                 }
             }
         };
-        let fetched = match waiter.wait(Instant::now() + TOKEN_DEADLINE).await {
-            Ok(landed) => landed.value,
+        // The request runs in its own task whether anyone waits for it or not.
+        if let Some(value) = usable {
+            return Ok(Bearer::held(value));
+        }
+        match waiter.wait(Instant::now() + TOKEN_DEADLINE).await {
+            Ok(landed) => landed.value.map(|value| Bearer { value, fresh: true }),
             Err(Missed::Deadline | Missed::Lost) => {
                 Err(SourceError::unavailable("machine token request timed out"))
             }
-        };
-        fetched.or_else(|error| self.held(|t| Instant::now() < t.expires_at).ok_or(error))
+        }
+    }
+
+    /// One token request; the token is held before the request's flight lands, so no caller
+    /// misses both.
+    async fn request(&self) -> Result<String, SourceError> {
+        let token = self.fetch_token().await?;
+        let value = token.value.clone();
+        *self.slot() = Some(token);
+        Ok(value)
+    }
+
+    /// How a token request ended, for everyone: a failure (an error answer, a timeout, a
+    /// panic) pauses further requests for [`TOKEN_RETRY`] while an unexpired token is held.
+    fn settle(
+        &self,
+        result: Result<Result<String, SourceError>, Ended>,
+    ) -> Result<String, SourceError> {
+        let outcome = result.unwrap_or_else(|ended| {
+            let reason = match ended {
+                Ended::TimedOut => "machine token request timed out",
+                Ended::Aborted => "machine token request aborted",
+            };
+            Err(SourceError::unavailable(reason))
+        });
+        *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) =
+            outcome.is_err().then(Instant::now);
+        outcome
     }
 
     /// Whether a token request failed less than [`TOKEN_RETRY`] ago.

@@ -25,9 +25,10 @@ use crate::upstream;
 /// answers 403, the route answers 503). Kinde bills every token request, so the token is
 /// reused until a minute before it expires, and concurrent needs for a new one share one
 /// request, in its own task (a caller that gives up does not cancel it). Past its refresh
-/// point, a token still unexpired keeps serving while Kinde cannot give a new one, without a
-/// new request for 5 s after each failed one. A token Kinde rejects with 401 is dropped and
-/// fetched again on the next call.
+/// point, a token still unexpired keeps serving at once while the new one is requested in the
+/// background (a slow or hanging token endpoint delays nobody), without a new request for 5 s
+/// after each failed one. A held token Kinde rejects with 401 is dropped and the call made once
+/// more with a new one; a new token rejected is not replaced before the next call.
 ///
 /// Roles are read page after page while Kinde answers a non-empty `next_token` (passed back as
 /// the `next_token` query parameter); a token that comes back a second time, or more than 50
@@ -156,21 +157,31 @@ impl KindeManagementApi {
         Ok(())
     }
 
-    /// Sends `request` with the machine token; a 401 drops the token so the next call fetches
-    /// a new one.
+    /// Sends `request` with the machine token; a 401 drops the token (and, for a held one,
+    /// sends once more with a new one).
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, SourceError> {
-        let bearer = self.inner.tokens.bearer().await?;
-        match upstream::json::<T>(request.bearer_auth(&bearer), upstream::API_MAX_BODY_BYTES).await
-        {
-            Ok(body) => Ok(body),
-            Err(failure) => {
-                if failure.status == Some(401) {
-                    self.inner.tokens.drop_token(&bearer);
+        // A held token (past its refresh point, it serves while its successor is requested)
+        // that Kinde refuses (revoked, replaced) is dropped and the call made once more with a
+        // new one. A token issued for this very call and refused is not replaced at once:
+        // the next would be refused too, and Kinde bills each.
+        let mut retry = request.try_clone();
+        let mut request = request;
+        loop {
+            let bearer = self.inner.tokens.bearer().await?;
+            let sent = request.bearer_auth(&bearer.value);
+            match upstream::json::<T>(sent, upstream::API_MAX_BODY_BYTES).await {
+                Ok(body) => return Ok(body),
+                Err(failure) if failure.status == Some(401) => {
+                    self.inner.tokens.drop_token(&bearer.value);
+                    match retry.take().filter(|_| !bearer.fresh) {
+                        Some(again) => request = again,
+                        None => return Err(failure.into()),
+                    }
                 }
-                Err(failure.into())
+                Err(failure) => return Err(failure.into()),
             }
         }
     }
