@@ -16,7 +16,9 @@
 //! | `CLAIMCHECK_BIND` | `127.0.0.1:3000` |
 //! | `RUST_LOG` | `info` |
 //!
-//! Routes: `GET /health` (public), `GET /whoami` (optional authentication: anonymous callers get
+//! Routes: `GET /health` (public: the process is up), `GET /ready` (public: 200 when this
+//! instance can serve, else 503 naming what fails: signing keys, change log; see
+//! `claimcheck::readiness`), `GET /whoami` (optional authentication: anonymous callers get
 //! `{"sub":null}`, a bad token is still 401), `GET /me` (any valid token), `GET /reports` (token-trusted,
 //! needs `read:reports`), `GET /audit` (token-trusted, `read:audit` or `admin:all`), `GET /beta`
 //! (token-trusted, the boolean feature flag `beta` on), `POST /payments` (strict, needs
@@ -30,6 +32,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::handler::Handler;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use claimcheck::kinde::KindeConfig;
@@ -73,6 +76,10 @@ async fn pay(claims: Claims) -> Json<Value> {
     Json(json!({"paid": true, "by": claims.subject()}))
 }
 
+async fn ready(axum::extract::State(auth): axum::extract::State<Auth>) -> impl IntoResponse {
+    auth.readiness()
+}
+
 async fn audit() -> Json<Value> {
     Json(json!({"audit": ["login", "payment"]}))
 }
@@ -105,6 +112,8 @@ fn app(auth: &Auth) -> Router {
         .merge(
             Router::new()
                 .route("/health", get(|| async { "ok" }))
+                .route("/ready", get(ready))
+                .with_state(auth.clone())
                 // Kinde sends no bearer token: outside the authentication layer.
                 .route("/webhooks/kinde", post(auth.webhook_handler())),
         )

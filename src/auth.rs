@@ -10,6 +10,7 @@ use crate::freshness::Freshness;
 use crate::jwt::Verifier;
 use crate::kinde::KindeConfig;
 use crate::live::LiveCheck;
+use crate::readiness::Readiness;
 use crate::requirement::Requirement;
 use crate::webhook::{WebhookFuture, WebhookReceiver};
 
@@ -133,6 +134,13 @@ impl Auth {
     /// roles and feature flags when the requirement names them.
     pub fn strict(&self, requirement: impl Into<Requirement>) -> RequirePermissionLayer<Strict> {
         RequirePermissionLayer::strict(requirement, self.live.clone())
+    }
+
+    /// Whether this instance can serve: keys loaded, change log replayed, and the live
+    /// source's breaker. For a load balancer's readiness probe (it is `IntoResponse`); see
+    /// [`readiness`](crate::readiness).
+    pub fn readiness(&self) -> Readiness {
+        Readiness::of(&self.verifier, &self.live, &self.log)
     }
 
     /// The verifier.

@@ -14,6 +14,7 @@
 //! | [`jwt`] | [`Verifier`], its [`jwt::KeyStore`] and the verified-token cache |
 //! | [`claims`] | [`Claims`] with Kinde's shapes, and its axum extractor |
 //! | [`permission`] | [`Permission`], [`PermissionSet`] |
+//! | [`readiness`] | [`readiness::Readiness`]: whether this instance can serve (keys, change log, live source) |
 //! | [`requirement`] | [`Requirement`]: a permission, role, organization or feature flag, all-of / any-of |
 //! | [`bearer`] | `Authorization: Bearer` parsing |
 //! | [`error`] | [`AuthError`] and the RFC 6750 / RFC 9457 answers; [`ConfigError`] |
@@ -39,6 +40,7 @@ pub mod jwt;
 pub mod kinde;
 pub mod live;
 pub mod permission;
+pub mod readiness;
 mod recent;
 pub mod requirement;
 mod single_flight;

@@ -105,6 +105,7 @@ async fn the_server_example_serves_health_whoami_me_and_reports() {
         req.send()
     };
     assert_eq!(get("/health", None).await.unwrap().status(), 200);
+    assert_eq!(get("/ready", None).await.unwrap().status(), 200);
     assert_eq!(get("/me", None).await.unwrap().status(), 401);
     let token = kinde
         .user_token("kp_1")
@@ -246,6 +247,30 @@ async fn the_server_example_shapes_requirements_and_names_them_in_each_refusal()
     assert_eq!(refund().await.0, 200);
     kinde.revoke(DEFAULT_ORG, "kp_refunder", "create:payments");
     assert_eq!(refund().await.0, 403);
+    drop(child);
+}
+
+#[tokio::test]
+async fn the_server_example_is_not_ready_without_signing_keys() {
+    let kinde = FakeKinde::start().await;
+    kinde.set_fault(
+        Endpoint::Jwks,
+        claimcheck::testing::Fault::Status(500, vec![]),
+    );
+    let (child, base) = start_server(&kinde, &[]).await;
+    let response = reqwest::get(format!("{base}/ready")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    let keys = &body["checks"][0];
+    assert_eq!(
+        (&keys["name"], &keys["condition"]),
+        (&"keys".into(), &"failing".into())
+    );
+    assert!(keys["detail"].as_str().unwrap().contains(&kinde.jwks_url()));
+    // Alive all the same.
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
     drop(child);
 }
 

@@ -166,6 +166,16 @@ impl KeyStore {
         self.inner.published.current().keys.len()
     }
 
+    /// The JWKS URL the keys come from.
+    pub fn jwks_url(&self) -> &str {
+        self.inner.source.url()
+    }
+
+    /// Whether a key set was ever fetched (an empty one counts).
+    pub(crate) fn has_fetched(&self) -> bool {
+        self.has_keys()
+    }
+
     fn has_keys(&self) -> bool {
         self.inner.published.current().fetched_at.is_some()
     }

@@ -31,6 +31,11 @@ pub(crate) struct HttpJwksSource {
 }
 
 impl HttpJwksSource {
+    /// Where the key set is fetched from.
+    pub(crate) fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
     pub(crate) fn new(
         url: reqwest::Url,
         limits: &FetchLimits,

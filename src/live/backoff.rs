@@ -82,6 +82,13 @@ impl Breaker {
         }
     }
 
+    /// How long new upstream calls stay paused, if they are (a probe may be out).
+    pub(crate) fn paused_for(&self) -> Option<Duration> {
+        let state = self.state();
+        let until = state.paused_until?;
+        Some(until.saturating_duration_since(Instant::now()))
+    }
+
     /// Records how an upstream call ended. A call that says nothing about the upstream's health
     /// (a caller's own credentials refused, a request never sent) changes no count, but still
     /// ends a probe, so the next call may probe again.

@@ -297,6 +297,11 @@ impl LiveCheck {
         }
     }
 
+    /// How long new upstream calls stay paused after failures (see [`Backoff`]), if they are.
+    pub fn paused_for(&self) -> Option<Duration> {
+        self.inner.breaker.paused_for()
+    }
+
     /// The cache's time-to-live.
     pub fn time_to_live(&self) -> Duration {
         self.inner.ttl
