@@ -158,16 +158,18 @@ fn change_log(log: &ChangeLog) -> Check {
 }
 
 fn live_source(live: &LiveCheck) -> Check {
-    match live.paused_for() {
-        None => Check::new("live_source", Condition::Ok, "accepting calls".to_owned()),
-        Some(left) => {
-            let detail = format!(
-                "upstream calls paused after failures ({} ms left): strict routes answer 503",
-                left.as_millis()
-            );
-            Check::new("live_source", Condition::Degraded, detail)
-        }
+    let paused: Vec<String> = live
+        .paused()
+        .map(|(kind, left)| format!("{kind} ({} ms left)", left.as_millis()))
+        .collect();
+    if paused.is_empty() {
+        return Check::new("live_source", Condition::Ok, "accepting calls".to_owned());
     }
+    let detail = format!(
+        "upstream calls paused after failures: {}; strict routes needing them answer 503",
+        paused.join(", ")
+    );
+    Check::new("live_source", Condition::Degraded, detail)
 }
 
 impl IntoResponse for Readiness {

@@ -1,7 +1,8 @@
 //! [`Backoff`]: how a [`LiveCheck`](super::LiveCheck) stops calling a failing source.
 //!
-//! A circuit breaker over the whole source (Kinde rate-limits and fails per application, not per
-//! user): after `after_failures` consecutive failed upstream calls, or at once when the
+//! A circuit breaker per kind of facts over the whole source (Kinde rate-limits and fails per
+//! application, not per user; but each kind is its own endpoint, for flags even its own API,
+//! so a roles endpoint failing never pauses permission lookups): after `after_failures` consecutive failed upstream calls, or at once when the
 //! upstream says when to come back (429/503 with `RateLimit-Reset` / `Retry-After`), new upstream
 //! calls pause. Requests during a pause answer 503 at once, with `Retry-After` set to the time
 //! left, and make no upstream call. When the pause ends one call is let through as a probe; its

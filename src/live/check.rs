@@ -20,7 +20,7 @@ use super::error::SourceError;
 use super::flight::{self, Ticket};
 use super::invalidation::Invalidations;
 use super::refusal::Refusals;
-use super::state::{Entry, Flights, Found, Inner, Key, KeyRef, Kind};
+use super::state::{Entry, Flights, Found, Inner, Key, KeyRef, Kind, Upstream};
 use super::{PermissionQuery, PermissionSource};
 use crate::decision::Provenance;
 use crate::permission::PermissionSet;
@@ -154,9 +154,11 @@ impl LiveCheckBuilder {
                 ttl: self.ttl,
                 deadline: self.deadline,
                 flights: Flights::new(),
-                breaker: Breaker::new(self.backoff),
+                upstreams: Kind::ALL.map(|_| Upstream {
+                    breaker: Breaker::new(self.backoff),
+                    refusals: Refusals::new(self.refusal_memory),
+                }),
                 invalidations: Invalidations::new(horizon, self.capacity.max(1_000)),
-                refusals: Refusals::new(self.refusal_memory),
                 budget: Budget::new(self.budget),
             }),
         }
@@ -195,7 +197,7 @@ impl LiveCheck {
         query: &PermissionQuery,
         kind: Kind,
     ) -> Option<Result<Seen, SourceError>> {
-        if let Some(refused) = self.inner.refused_token(query) {
+        if let Some(refused) = self.inner.refused_token(query, kind) {
             return Some(Err(refused));
         }
         let (entry, age) = self.inner.cached(KeyRef::of(query, kind))?;
@@ -235,7 +237,7 @@ impl LiveCheck {
         priority: Priority,
         give_up: Instant,
     ) -> Result<Seen, SourceError> {
-        if let Some(refused) = self.inner.refused_token(query) {
+        if let Some(refused) = self.inner.refused_token(query, kind) {
             return Err(refused);
         }
         let key = Key::of(query, kind);
@@ -297,9 +299,20 @@ impl LiveCheck {
         }
     }
 
-    /// How long new upstream calls stay paused after failures (see [`Backoff`]), if they are.
+    /// How long new upstream calls stay paused after failures (see [`Backoff`]), if they are:
+    /// the longest pause of any kind of facts (permissions, roles, feature flags each have
+    /// their own breaker).
     pub fn paused_for(&self) -> Option<Duration> {
-        self.inner.breaker.paused_for()
+        self.paused().map(|(_, left)| left).max()
+    }
+
+    /// The kinds of facts whose upstream calls are paused (`permissions`, `roles`, `feature
+    /// flags`), with the time left.
+    pub(crate) fn paused(&self) -> impl Iterator<Item = (&'static str, Duration)> + '_ {
+        Kind::ALL.into_iter().filter_map(|kind| {
+            let left = self.inner.upstream(kind).breaker.paused_for()?;
+            Some((kind.as_str(), left))
+        })
     }
 
     /// The cache's time-to-live.
@@ -333,10 +346,11 @@ fn join_or_start(
     {
         return Ok(Joined::Flight(ticket));
     }
-    if let Some(refused) = this.refusals.as_ref().and_then(|r| r.user(query)) {
+    let upstream = this.upstream(key.kind());
+    if let Some(refused) = upstream.refusals.as_ref().and_then(|r| r.user(query)) {
         return Err(refused);
     }
-    if let Err(wait) = this.breaker.admit() {
+    if let Err(wait) = upstream.breaker.admit() {
         let error = SourceError::unavailable("upstream calls paused after failures");
         return Err(error.with_retry_after(wait));
     }

@@ -89,13 +89,14 @@ fn settle(
         Ok(_) => Verdict::Healthy,
         Err(error) => error.verdict(),
     };
-    inner.breaker().record(verdict);
+    let kind = key.kind();
+    inner.upstream(kind).breaker.record(verdict);
     match &answer {
         Ok(entry) => {
-            inner.remember_acceptance(query);
+            inner.remember_acceptance(query, kind);
             inner.fill(key, entry);
         }
-        Err(error) if error.is_upstream_refusal() => inner.remember_refusal(query),
+        Err(error) if error.is_upstream_refusal() => inner.remember_refusal(query, kind),
         Err(_) => {}
     }
     answer

@@ -85,12 +85,12 @@ impl LiveCheck {
         query: &PermissionQuery,
         needs: Needs,
     ) -> Option<Result<Held, SourceError>> {
-        if let Some(refused) = self.inner.refused_token(query) {
-            return Some(Err(refused));
-        }
         let mut held = Held::new();
         for (kind, need) in KINDS {
             if needs.covers(need) {
+                if let Some(refused) = self.inner.refused_token(query, kind) {
+                    return Some(Err(refused));
+                }
                 let (entry, age) = self.inner.cached(KeyRef::of(query, kind))?;
                 held.add(kind, (entry, Provenance::LiveCache, age));
             }

@@ -1,4 +1,6 @@
-//! The memory of refused callers.
+//! The memory of refused callers, one per kind of facts (each kind's endpoint judges a token
+//! for itself: with the Management API, permission lookups never send the caller's token, so
+//! the Account API refusing it for feature flags says nothing about them).
 //!
 //! Without it, a caller holding a token Kinde no longer accepts (signed out, expired at Kinde
 //! but inside our leeway, no organization) would reach Kinde on every request, at the caller's

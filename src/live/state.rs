@@ -45,10 +45,20 @@ pub(super) struct Inner {
     pub(super) ttl: Duration,
     pub(super) deadline: Duration,
     pub(super) flights: Flights,
-    pub(super) breaker: Breaker,
+    /// Per [`Kind`] (in its order): each kind is its own upstream endpoint, possibly its own
+    /// API (a Management API source reads flags from the Account API).
+    pub(super) upstreams: [Upstream; 3],
     pub(super) invalidations: Invalidations,
-    pub(super) refusals: Option<Refusals>,
     pub(super) budget: Budget,
+}
+
+/// What each kind of facts keeps on its own, so that one endpoint's outage, or its refusal of
+/// a caller's token, says nothing about the others: roles failing never pauses permission
+/// lookups, and a token the Account API refuses for flags is still good for a Management API
+/// permission lookup (which does not send it).
+pub(super) struct Upstream {
+    pub(super) breaker: Breaker,
+    pub(super) refusals: Option<Refusals>,
 }
 
 /// Which of a user's facts a lookup is for: each is fetched, cached and coalesced on its own,
@@ -61,6 +71,20 @@ pub(crate) enum Kind {
     Roles,
     /// [`PermissionSource::feature_flags`].
     Flags,
+}
+
+impl Kind {
+    /// Every kind, in order.
+    pub(crate) const ALL: [Kind; 3] = [Kind::Permissions, Kind::Roles, Kind::Flags];
+
+    /// `permissions`, `roles` or `feature flags`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Permissions => "permissions",
+            Kind::Roles => "roles",
+            Kind::Flags => "feature flags",
+        }
+    }
 }
 
 /// Whose facts, and which: the cache's key.
@@ -161,27 +185,29 @@ impl Inner {
         &*self.source
     }
 
-    pub(super) fn breaker(&self) -> &Breaker {
-        &self.breaker
+    /// The breaker and refusal memory of `kind`'s endpoint.
+    pub(super) fn upstream(&self, kind: Kind) -> &Upstream {
+        &self.upstreams[kind as usize]
     }
 
     pub(super) fn generation(&self) -> u64 {
         self.invalidations.current()
     }
 
-    /// The refusal to answer `query` with from memory, if its token was refused lately.
-    pub(super) fn refused_token(&self, query: &PermissionQuery) -> Option<SourceError> {
-        self.refusals.as_ref()?.token(query)
+    /// The refusal to answer `query` with from memory, if `kind`'s endpoint refused its token
+    /// lately.
+    pub(super) fn refused_token(&self, query: &PermissionQuery, kind: Kind) -> Option<SourceError> {
+        self.upstream(kind).refusals.as_ref()?.token(query)
     }
 
-    pub(super) fn remember_refusal(&self, query: &PermissionQuery) {
-        if let Some(refusals) = &self.refusals {
+    pub(super) fn remember_refusal(&self, query: &PermissionQuery, kind: Kind) {
+        if let Some(refusals) = &self.upstream(kind).refusals {
             refusals.record_refusal(query);
         }
     }
 
-    pub(super) fn remember_acceptance(&self, query: &PermissionQuery) {
-        if let Some(refusals) = &self.refusals {
+    pub(super) fn remember_acceptance(&self, query: &PermissionQuery, kind: Kind) {
+        if let Some(refusals) = &self.upstream(kind).refusals {
             refusals.record_acceptance(query);
         }
     }
