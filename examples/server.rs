@@ -13,6 +13,7 @@
 //! | `KINDE_MANAGEMENT_CLIENT_ID`, `KINDE_MANAGEMENT_CLIENT_SECRET` | unset: strict routes use the Account API |
 //! | `CLAIMCHECK_STRICT_TTL_MS` | `5000` (how long a live answer is reused) |
 //! | `CLAIMCHECK_REDIS_URL`, `CLAIMCHECK_REDIS_PREFIX` | unset: changes stay in this process. Set (with `--features redis`): every replica shares them through Redis Streams |
+//! | `CLAIMCHECK_PREFLIGHT` | `warn`: startup checks that fail are logged; `strict`: they stop the server (exit 2) |
 //! | `CLAIMCHECK_BIND` | `127.0.0.1:3000` |
 //! | `RUST_LOG` | `info` |
 //!
@@ -142,13 +143,15 @@ async fn setup() -> Result<Auth, ConfigError> {
         .time_to_live(Duration::from_millis(ttl_ms))
         .build();
     let verifier = config.verifier().build()?;
-    verifier.warm_up().await;
     let source = match config.management_client_id() {
         Some(_) => "Management API",
         None => "Account API",
     };
     tracing::info!(source, ttl_ms, "strict routes use live permissions");
     let auth = Auth::new(verifier, live);
+    // Fetches the keys, reads the discovery document, tries the Management credentials:
+    // each failure is a warning, or (CLAIMCHECK_PREFLIGHT=strict) a refusal to start.
+    auth.preflight().await.enforce(config.preflight())?;
     #[cfg(feature = "redis")]
     let auth = match config.redis_config() {
         Some(redis) => {

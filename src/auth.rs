@@ -10,6 +10,7 @@ use crate::freshness::Freshness;
 use crate::jwt::Verifier;
 use crate::kinde::KindeConfig;
 use crate::live::LiveCheck;
+use crate::preflight::Preflight;
 use crate::readiness::Readiness;
 use crate::requirement::Requirement;
 use crate::webhook::{WebhookFuture, WebhookReceiver};
@@ -83,7 +84,10 @@ impl Auth {
 
     /// Sets up Kinde token verification (and fetches the keys once) and live permissions
     /// (Management API when `config` has credentials, else Account API; 5 s time-to-live).
-    /// An unreachable JWKS is not an error here: requests answer 503 until it is reachable.
+    /// Runs the startup checks ([`preflight`](Self::preflight)): failures are logged at `warn`
+    /// (requests fail closed meanwhile: an unreachable JWKS means 503 until it is reachable),
+    /// or, with [`PreflightPolicy::Strict`](crate::preflight::PreflightPolicy), returned as
+    /// [`ConfigError::Preflight`].
     ///
     /// With `CLAIMCHECK_REDIS_URL` set in `config`, changes are shared through Redis (feature
     /// `redis`; without it, that setting is an error rather than silently ignored).
@@ -94,8 +98,8 @@ impl Auth {
         let redis = config.redis()?;
         #[cfg(not(feature = "redis"))]
         config.redis()?;
-        verifier.warm_up().await;
         let auth = Self::new(verifier, live);
+        auth.preflight().await.enforce(config.preflight())?;
         #[cfg(feature = "redis")]
         let auth = match redis {
             Some(redis) => auth.with_redis(redis),
@@ -134,6 +138,14 @@ impl Auth {
     /// roles and feature flags when the requirement names them.
     pub fn strict(&self, requirement: impl Into<Requirement>) -> RequirePermissionLayer<Strict> {
         RequirePermissionLayer::strict(requirement, self.live.clone())
+    }
+
+    /// The startup checks (see [`preflight`](crate::preflight)): fetches the signing keys,
+    /// reads the issuer's discovery document, and asks the live source to verify its
+    /// credentials (one machine-token request for the Management API). For applications
+    /// that build their `Auth` by hand; [`Auth::kinde`] runs it.
+    pub async fn preflight(&self) -> Preflight {
+        Preflight::run(&self.verifier, &self.live).await
     }
 
     /// Whether this instance can serve: keys loaded, change log replayed, and the live

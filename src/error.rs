@@ -269,6 +269,9 @@ pub enum ConfigError {
         /// Why it is unusable.
         reason: String,
     },
+    /// Startup checks failed under [`PreflightPolicy::Strict`](crate::preflight::PreflightPolicy):
+    /// each failure, one per line.
+    Preflight(String),
 }
 
 impl ConfigError {
@@ -285,6 +288,12 @@ impl fmt::Display for ConfigError {
         match self {
             Self::Missing(setting) => write!(f, "{setting} is required but not set"),
             Self::Invalid { setting, reason } => write!(f, "{setting} is invalid: {reason}"),
+            Self::Preflight(failures) => {
+                write!(
+                    f,
+                    "startup checks failed (CLAIMCHECK_PREFLIGHT=strict):\n{failures}"
+                )
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 //! | `KINDE_MANAGEMENT_CLIENT_ID`, `KINDE_MANAGEMENT_CLIENT_SECRET` | M2M credentials for the Management API (both or neither); strict routes use it when set, the Account API otherwise |
 //! | `CLAIMCHECK_REDIS_URL` | `redis://host:port/db`: share changes between replicas through Redis Streams (feature `redis`; an error without it) |
 //! | `CLAIMCHECK_REDIS_PREFIX` | prefix of every Redis key (default `claimcheck`); one per application |
+//! | `CLAIMCHECK_PREFLIGHT` | `warn` (default): startup checks that fail are logged; `strict`: they stop [`Auth::kinde`](crate::Auth::kinde) (see [`preflight`](crate::preflight)) |
 //!
 //! ```
 //! use claimcheck::kinde::KindeConfig;
@@ -28,6 +29,7 @@ use std::fmt;
 use crate::error::ConfigError;
 use crate::jwt::{Verifier, VerifierBuilder};
 use crate::live::{KindeAccountApi, KindeManagementApi, LiveCheck, LiveCheckBuilder};
+use crate::preflight::PreflightPolicy;
 
 /// Where the Kinde business lives and what this API accepts.
 #[derive(Clone)]
@@ -36,6 +38,7 @@ pub struct KindeConfig {
     audiences: Vec<String>,
     jwks_url: String,
     management: Option<(String, String)>,
+    preflight: PreflightPolicy,
     #[cfg(feature = "redis")]
     redis: Option<crate::changes::RedisConfig>,
 }
@@ -58,6 +61,7 @@ impl KindeConfig {
             issuer,
             audiences,
             management: None,
+            preflight: PreflightPolicy::default(),
             #[cfg(feature = "redis")]
             redis: None,
         })
@@ -94,6 +98,14 @@ impl KindeConfig {
             (None, None) => {}
             (Some(_), None) => return Err(ConfigError::Missing("KINDE_MANAGEMENT_CLIENT_SECRET")),
             (None, Some(_)) => return Err(ConfigError::Missing("KINDE_MANAGEMENT_CLIENT_ID")),
+        }
+        match var("CLAIMCHECK_PREFLIGHT").as_deref() {
+            None | Some("warn") => {}
+            Some("strict") => config = config.with_preflight(PreflightPolicy::Strict),
+            Some(_) => {
+                let reason = "must be `warn` or `strict`";
+                return Err(ConfigError::invalid("CLAIMCHECK_PREFLIGHT", reason));
+            }
         }
         if let Some(url) = var("CLAIMCHECK_REDIS_URL") {
             config = config.with_redis(&url, var("CLAIMCHECK_REDIS_PREFIX").as_deref())?;
@@ -177,6 +189,18 @@ impl KindeConfig {
     /// The JWKS URL.
     pub fn jwks_url(&self) -> &str {
         &self.jwks_url
+    }
+
+    /// What [`Auth::kinde`](crate::Auth::kinde) does when a startup check fails (default:
+    /// warn and start).
+    pub fn with_preflight(mut self, policy: PreflightPolicy) -> Self {
+        self.preflight = policy;
+        self
+    }
+
+    /// The startup checks' policy.
+    pub fn preflight(&self) -> PreflightPolicy {
+        self.preflight
     }
 
     /// The Management API client id, when credentials are configured.

@@ -14,6 +14,7 @@
 //! | [`jwt`] | [`Verifier`], its [`jwt::KeyStore`] and the verified-token cache |
 //! | [`claims`] | [`Claims`] with Kinde's shapes, and its axum extractor |
 //! | [`permission`] | [`Permission`], [`PermissionSet`] |
+//! | [`preflight`] | [`preflight::Preflight`]: startup checks (keys, discovery, live source credentials) and their policy |
 //! | [`readiness`] | [`readiness::Readiness`]: whether this instance can serve (keys, change log, live source) |
 //! | [`requirement`] | [`Requirement`]: a permission, role, organization or feature flag, all-of / any-of |
 //! | [`bearer`] | `Authorization: Bearer` parsing |
@@ -40,6 +41,7 @@ pub mod jwt;
 pub mod kinde;
 pub mod live;
 pub mod permission;
+pub mod preflight;
 pub mod readiness;
 mod recent;
 pub mod requirement;

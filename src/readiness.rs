@@ -60,7 +60,7 @@ impl Condition {
     }
 }
 
-/// One part of a [`Readiness`] report.
+/// One part of a [`Readiness`] report (or of a [`Preflight`](crate::preflight::Preflight)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
     name: &'static str,
@@ -69,7 +69,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(name: &'static str, condition: Condition, detail: String) -> Self {
+    pub(crate) fn new(name: &'static str, condition: Condition, detail: String) -> Self {
         Self {
             name,
             condition,
@@ -77,7 +77,8 @@ impl Check {
         }
     }
 
-    /// `keys`, `change_log` or `live_source`.
+    /// `keys`, `change_log`, `live_source` (readiness); `keys`, `discovery`, `live_source`
+    /// ([preflight](crate::preflight)).
     pub fn name(&self) -> &'static str {
         self.name
     }

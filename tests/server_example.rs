@@ -285,6 +285,55 @@ fn the_server_example_refuses_to_start_without_configuration() {
     assert!(stderr.contains("KINDE_ISSUER_URL"), "{stderr}");
 }
 
+#[tokio::test]
+async fn under_strict_preflight_the_server_example_refuses_credentials_kinde_refuses() {
+    let kinde = FakeKinde::start().await;
+    let (id, _) = kinde.register_management_client();
+    let secret = "not-the-secret";
+    let run = |policy: &'static str| {
+        let mut command = Command::new(example_binary("server"));
+        command
+            .env_clear()
+            .env("KINDE_ISSUER_URL", kinde.issuer())
+            .env("KINDE_AUDIENCE", kinde.audience())
+            .env("KINDE_MANAGEMENT_CLIENT_ID", &id)
+            .env("KINDE_MANAGEMENT_CLIENT_SECRET", secret)
+            .env("CLAIMCHECK_PREFLIGHT", policy)
+            .env("CLAIMCHECK_BIND", "127.0.0.1:0")
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let mut strict = run("strict");
+    let output = tokio::task::spawn_blocking(move || strict.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("startup checks failed"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "live_source: permission source unavailable: no machine token for the client"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(secret), "{stderr}");
+
+    // Warned by default: it starts, and says why strict routes will fail.
+    let mut warn = run("warn");
+    warn.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = Killed(warn.spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    assert!(line.starts_with("listening on "), "{line}");
+    drop(child);
+}
+
 #[test]
 fn the_server_example_refuses_a_bad_strict_ttl() {
     let output = Command::new(example_binary("server"))

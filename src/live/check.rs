@@ -315,6 +315,12 @@ impl LiveCheck {
         })
     }
 
+    /// What the source verified before any caller, or why it cannot work (see
+    /// [`PermissionSource::preflight`]).
+    pub(crate) async fn preflight(&self) -> Result<String, SourceError> {
+        self.inner.source().preflight().await
+    }
+
     /// The cache's time-to-live.
     pub fn time_to_live(&self) -> Duration {
         self.inner.ttl

@@ -188,6 +188,23 @@ impl KindeManagementApi {
 }
 
 impl PermissionSource for KindeManagementApi {
+    /// One machine-token request (kept for the first lookups): Kinde accepting the client's
+    /// credentials.
+    fn preflight(&self) -> SourceFuture<'_, String> {
+        Box::pin(async move {
+            let tokens = &self.inner.tokens;
+            let id = tokens.client_id();
+            match tokens.bearer().await {
+                Ok(_) => Ok(format!("Kinde issued a machine token to the client {id}")),
+                Err(error) => Err(SourceError::unavailable(format!(
+                    "no machine token for the client {id} ({}): check \
+                     KINDE_MANAGEMENT_CLIENT_ID and KINDE_MANAGEMENT_CLIENT_SECRET",
+                    error.reason()
+                ))),
+            }
+        })
+    }
+
     fn permissions<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a> {
         Box::pin(async move {
             let Some(org_code) = query.org_code() else {

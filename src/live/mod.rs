@@ -110,6 +110,15 @@ pub trait PermissionSource: Send + Sync + 'static {
         Box::pin(std::future::ready(Err(SourceError::unsupported("roles"))))
     }
 
+    /// Whether the source can work, as far as it can tell before any caller (credentials
+    /// accepted, say), for [`Auth::preflight`](crate::Auth::preflight): what it verified, as a
+    /// sentence, or why it cannot work. The default: nothing to verify.
+    fn preflight(&self) -> SourceFuture<'_, String> {
+        Box::pin(std::future::ready(Ok(
+            "nothing to verify before a caller's request".to_owned(),
+        )))
+    }
+
     /// The keys of the boolean feature flags that are on for `query`'s user now. The default:
     /// this source does not know feature flags.
     fn feature_flags<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a, KeySet> {

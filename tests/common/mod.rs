@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 #[cfg(feature = "redis")]
 pub mod fleet;
+pub mod log;
 
 pub const READ_REPORTS: Permission = Permission::from_static("read:reports");
 pub const CREATE_PAYMENTS: Permission = Permission::from_static("create:payments");

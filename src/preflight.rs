@@ -1,0 +1,199 @@
+//! [`Preflight`]: what could be verified at startup, before the first request.
+//!
+//! [`Auth::preflight`](crate::Auth::preflight) (run by [`Auth::kinde`](crate::Auth::kinde)) checks,
+//! each at most one request:
+//!
+//! | check | ok | failing |
+//! | --- | --- | --- |
+//! | `keys` | the JWKS answered with usable keys (URL and count named) | unreachable, or no usable key: every token would be refused (503, then 401) |
+//! | `discovery` | the issuer's `/.well-known/openid-configuration` names exactly the configured issuer | it names another issuer: every token would be refused for `iss` |
+//! | `live_source` | the live source works as far as it can tell without a caller (the Management API issued a machine token) | the source refused its credentials: every strict route would answer 503 |
+//!
+//! A discovery document that cannot be read is `degraded`, not failing (not every issuer
+//! publishes one; Kinde does). What a failure does is the [`PreflightPolicy`]: by default each is
+//! logged at `warn` (target `claimcheck::preflight`) and the application starts, failing closed
+//! as it always does; with [`PreflightPolicy::Strict`] (`CLAIMCHECK_PREFLIGHT=strict`) startup
+//! fails with a [`ConfigError::Preflight`] that names each
+//! failure.
+//!
+//! An application that builds its [`Auth`](crate::Auth) by hand runs them itself:
+//!
+//! ```no_run
+//! use claimcheck::preflight::PreflightPolicy;
+//! # async fn run(auth: claimcheck::Auth) -> Result<(), claimcheck::ConfigError> {
+//! let report = auth.preflight().await;
+//! println!("{report}"); // one line per check: "keys: ok: 2 usable keys from https://…"
+//! report.enforce(PreflightPolicy::Strict)?; // warns about each, fails on failures
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+use crate::jwt::Verifier;
+use crate::live::LiveCheck;
+use crate::readiness::{Check, Condition};
+use crate::upstream;
+
+/// What a failed [`Preflight`] does at startup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PreflightPolicy {
+    /// Log each failure at `warn` and start (requests fail closed meanwhile). The default.
+    #[default]
+    Warn,
+    /// Refuse to start: [`Auth::kinde`](crate::Auth::kinde) returns the failures as an error.
+    Strict,
+}
+
+/// The result of the startup checks. `Display` prints one line per check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preflight {
+    checks: Vec<Check>,
+}
+
+impl Preflight {
+    /// Runs the checks for `verifier` (fetching its keys now) and `live`.
+    pub(crate) async fn run(verifier: &Verifier, live: &LiveCheck) -> Self {
+        let (keys, discovery, live_source) = tokio::join!(
+            keys(verifier),
+            discovery(verifier.issuer()),
+            live_source(live)
+        );
+        Self {
+            checks: vec![keys, discovery, live_source],
+        }
+    }
+
+    /// Whether no check failed.
+    pub fn is_ok(&self) -> bool {
+        self.failures().next().is_none()
+    }
+
+    /// Every check: `keys`, `discovery`, `live_source`.
+    pub fn checks(&self) -> &[Check] {
+        &self.checks
+    }
+
+    /// The checks that failed.
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks
+            .iter()
+            .filter(|check| check.condition() == Condition::Failing)
+    }
+
+    /// Applies `policy`: logs every check that did not pass at `warn` (target
+    /// `claimcheck::preflight`); under [`PreflightPolicy::Strict`], failures are an error
+    /// naming each of them.
+    pub fn enforce(&self, policy: PreflightPolicy) -> Result<(), ConfigError> {
+        self.warn();
+        if policy == PreflightPolicy::Warn || self.is_ok() {
+            return Ok(());
+        }
+        let failures: Vec<String> = self
+            .failures()
+            .map(|check| format!("{}: {}", check.name(), check.detail()))
+            .collect();
+        Err(ConfigError::Preflight(failures.join("\n")))
+    }
+
+    fn warn(&self) {
+        for check in &self.checks {
+            if check.condition() != Condition::Ok {
+                tracing::warn!(
+                    target: "claimcheck::preflight",
+                    check = check.name(),
+                    condition = check.condition().as_str(),
+                    "{}",
+                    check.detail()
+                );
+            }
+        }
+    }
+}
+
+impl fmt::Display for Preflight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, check) in self.checks.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            let (name, condition) = (check.name(), check.condition().as_str());
+            write!(f, "{name}: {condition}: {}", check.detail())?;
+        }
+        Ok(())
+    }
+}
+
+async fn keys(verifier: &Verifier) -> Check {
+    let fetched = verifier.warm_up().await;
+    let store = verifier.key_store();
+    let (count, url) = (store.key_count(), store.jwks_url());
+    match (fetched, count) {
+        (_, 1..) => Check::new(
+            "keys",
+            Condition::Ok,
+            format!("{count} usable keys from {url}"),
+        ),
+        (true, 0) => Check::new(
+            "keys",
+            Condition::Failing,
+            format!("the key set at {url} holds no usable key (RS256, RS384, RS512 RSA keys)"),
+        ),
+        (false, _) => Check::new(
+            "keys",
+            Condition::Failing,
+            format!(
+                "could not fetch the key set from {url} (the reason is logged by claimcheck::jwt)"
+            ),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+}
+
+async fn discovery(issuer: &str) -> Check {
+    let base = upstream::issuer_base(issuer);
+    let url = format!("{base}/.well-known/openid-configuration");
+    let answer = match upstream::api_client() {
+        Ok(client) => upstream::json::<Discovery>(client.get(&url), upstream::API_MAX_BODY_BYTES)
+            .await
+            .map_err(|failure| failure.reason),
+        Err(error) => Err(error.to_string()),
+    };
+    match answer {
+        Ok(document) if document.issuer == issuer => Check::new(
+            "discovery",
+            Condition::Ok,
+            format!("{url} names the configured issuer"),
+        ),
+        Ok(document) => Check::new(
+            "discovery",
+            Condition::Failing,
+            format!(
+                "{url} names the issuer {:?}, not the configured {issuer:?}: tokens will be refused for `iss`",
+                document.issuer.chars().take(200).collect::<String>()
+            ),
+        ),
+        Err(reason) => Check::new(
+            "discovery",
+            Condition::Degraded,
+            format!("could not read {url}: {reason}"),
+        ),
+    }
+}
+
+async fn live_source(live: &LiveCheck) -> Check {
+    match live.preflight().await {
+        Ok(detail) => Check::new("live_source", Condition::Ok, detail),
+        Err(error) => Check::new(
+            "live_source",
+            Condition::Failing,
+            format!("{error}: strict routes would answer 503"),
+        ),
+    }
+}
