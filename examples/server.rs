@@ -25,7 +25,9 @@
 //! (token-trusted, the boolean feature flag `beta` on), `POST /payments` (strict, needs
 //! `create:payments` according to Kinde's live permissions: the Management API when its
 //! credentials are set, else the Account API with the caller's token), `POST /refunds` (strict,
-//! `create:payments` and `approve:refunds`), `POST /webhooks/kinde` (Kinde webhooks: subscribe `user.updated`,
+//! `create:payments` and `approve:refunds`), `GET /metrics` (public: Prometheus text, the
+//! metrics `claimcheck::metrics` lists; serve it on an internal port in production),
+//! `POST /webhooks/kinde` (Kinde webhooks: subscribe `user.updated`,
 //! `user.deleted`, `organization.updated`, `organization.deleted`, `role.*`, `permission.*`).
 //! When ready it prints `listening on http://HOST:PORT` to stdout.
 
@@ -38,6 +40,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use claimcheck::kinde::KindeConfig;
 use claimcheck::{Auth, Claims, ConfigError, Permission, Requirement, all_of, any_of};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
@@ -93,7 +96,15 @@ async fn refund(claims: Claims) -> Json<Value> {
     Json(json!({"refunded": true, "by": claims.subject()}))
 }
 
-fn app(auth: &Auth) -> Router {
+/// Prometheus's text format, as the recorder renders it.
+async fn metrics(
+    axum::extract::State(prometheus): axum::extract::State<PrometheusHandle>,
+) -> impl IntoResponse {
+    let content_type = [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")];
+    (content_type, prometheus.render())
+}
+
+fn app(auth: &Auth, prometheus: PrometheusHandle) -> Router {
     Router::new()
         .route("/me", get(me))
         .route(
@@ -115,6 +126,7 @@ fn app(auth: &Auth) -> Router {
                 .route("/health", get(|| async { "ok" }))
                 .route("/ready", get(ready))
                 .with_state(auth.clone())
+                .route("/metrics", get(metrics).with_state(prometheus))
                 // Kinde sends no bearer token: outside the authentication layer.
                 .route("/webhooks/kinde", post(auth.webhook_handler())),
         )
@@ -186,6 +198,15 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Before anything is recorded: the startup checks' requests are counted too.
+    let prometheus = match PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => handle,
+        Err(error) => {
+            eprintln!("cannot install the metrics recorder: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    claimcheck::metrics::describe();
     let auth = match setup().await {
         Ok(auth) => auth,
         Err(error) => {
@@ -206,7 +227,7 @@ async fn main() -> ExitCode {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let served = axum::serve(listener, app(&auth))
+    let served = axum::serve(listener, app(&auth, prometheus))
         .with_graceful_shutdown(shutdown)
         .await;
     auth.change_log().shutdown();

@@ -91,6 +91,8 @@ pub struct AuthError {
     scope: Option<Box<str>>,
     requirement: Option<Box<str>>,
     retry_after: Option<Duration>,
+    /// A token the change log locked out (an `InvalidToken` to the caller, counted apart).
+    locked_out: bool,
 }
 
 /// Default `Retry-After` when nothing better is known.
@@ -105,6 +107,32 @@ impl AuthError {
             scope: None,
             requirement: None,
             retry_after,
+            locked_out: false,
+        }
+    }
+
+    /// A 401 for a token the change log locked out: to the caller, an invalid token.
+    pub(crate) fn locked_out() -> Self {
+        Self {
+            locked_out: true,
+            ..Self::new(AuthErrorKind::InvalidToken)
+        }
+    }
+
+    /// Why the authentication layer refused, for its metric: the kind in snake case, or
+    /// `locked_out`.
+    pub(crate) fn rejection_reason(&self) -> &'static str {
+        if self.locked_out {
+            return "locked_out";
+        }
+        match self.kind {
+            AuthErrorKind::MissingCredentials => "missing_credentials",
+            AuthErrorKind::InvalidRequest => "invalid_request",
+            AuthErrorKind::InvalidToken => "invalid_token",
+            AuthErrorKind::ExpiredToken => "expired_token",
+            AuthErrorKind::InsufficientScope => "insufficient_scope",
+            AuthErrorKind::Unavailable => "unavailable",
+            AuthErrorKind::Misconfigured => "misconfigured",
         }
     }
 
@@ -318,6 +346,22 @@ mod tests {
             parts.headers,
             serde_json::from_slice(&body).unwrap(),
         )
+    }
+
+    #[test]
+    fn a_locked_out_token_is_an_invalid_token_counted_apart() {
+        let locked = AuthError::locked_out();
+        assert_eq!(locked.kind(), AuthErrorKind::InvalidToken);
+        assert_eq!(locked.rejection_reason(), "locked_out");
+        assert_eq!(
+            AuthError::new(AuthErrorKind::InvalidToken).rejection_reason(),
+            "invalid_token"
+        );
+        let (status, _, body) = render(locked);
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_token"))
+        );
     }
 
     #[test]

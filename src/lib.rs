@@ -13,6 +13,7 @@
 //! | [`webhook`] | [`webhook::WebhookReceiver`]: verified Kinde webhooks turned into change records |
 //! | [`jwt`] | [`Verifier`], its [`jwt::KeyStore`] and the verified-token cache |
 //! | [`claims`] | [`Claims`] with Kinde's shapes, and its axum extractor |
+//! | [`metrics`] | the metrics recorded through the `metrics` facade: names, labels, [`metrics::describe`] |
 //! | [`permission`] | [`Permission`], [`PermissionSet`] |
 //! | [`preflight`] | [`preflight::Preflight`]: startup checks (keys, discovery, live source credentials) and their policy |
 //! | [`readiness`] | [`readiness::Readiness`]: whether this instance can serve (keys, change log, live source) |
@@ -40,6 +41,7 @@ pub mod freshness;
 pub mod jwt;
 pub mod kinde;
 pub mod live;
+pub mod metrics;
 pub mod permission;
 pub mod preflight;
 pub mod readiness;

@@ -160,9 +160,13 @@ async fn discovery(issuer: &str) -> Check {
     let base = upstream::issuer_base(issuer);
     let url = format!("{base}/.well-known/openid-configuration");
     let answer = match upstream::api_client() {
-        Ok(client) => upstream::json::<Discovery>(client.get(&url), upstream::API_MAX_BODY_BYTES)
-            .await
-            .map_err(|failure| failure.reason),
+        Ok(client) => upstream::json::<Discovery>(
+            upstream::Endpoint::Discovery,
+            client.get(&url),
+            upstream::API_MAX_BODY_BYTES,
+        )
+        .await
+        .map_err(|failure| failure.reason),
         Err(error) => Err(error.to_string()),
     };
     match answer {

@@ -2,7 +2,7 @@
 //! reqwest client (timeouts, no redirects), a size-capped body, a JSON content-type check, and
 //! `Retry-After` / `RateLimit-Reset` read into a sane delay.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use serde::de::DeserializeOwned;
@@ -96,19 +96,58 @@ impl Failure {
     }
 }
 
-/// Sends `request` and reads a JSON body of at most `max_bytes` into `T`.
+/// Which of the issuer's endpoints a request is for: the `endpoint` label of the upstream
+/// metrics (see [`metrics`](crate::metrics)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Jwks,
+    Discovery,
+    Token,
+    AccountPermissions,
+    AccountRoles,
+    AccountFlags,
+    ManagementPermissions,
+    ManagementRoles,
+    ManagementRefreshClaims,
+}
+
+impl Endpoint {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Jwks => "jwks",
+            Self::Discovery => "discovery",
+            Self::Token => "token",
+            Self::AccountPermissions => "account_permissions",
+            Self::AccountRoles => "account_roles",
+            Self::AccountFlags => "account_feature_flags",
+            Self::ManagementPermissions => "management_permissions",
+            Self::ManagementRoles => "management_roles",
+            Self::ManagementRefreshClaims => "management_refresh_claims",
+        }
+    }
+}
+
+/// Sends `request` to `endpoint` and reads a JSON body of at most `max_bytes` into `T`;
+/// counted and timed (to the response's headers) in the upstream metrics.
 ///
 /// Anything else is a [`Failure`]: a connect error or timeout, a redirect, a non-2xx status, a
 /// content type that is not JSON, a body over the cap, or JSON of the wrong shape.
 pub(crate) async fn json<T: DeserializeOwned>(
+    endpoint: Endpoint,
     request: reqwest::RequestBuilder,
     max_bytes: usize,
 ) -> Result<T, Failure> {
-    let response = request
+    let started = Instant::now();
+    let sent = request
         .header(http::header::ACCEPT, "application/json")
         .send()
-        .await
-        .map_err(|e| Failure::new(send_error(&e)))?;
+        .await;
+    let status = sent
+        .as_ref()
+        .ok()
+        .map(|response| response.status().as_u16());
+    crate::metrics::upstream(endpoint.as_str(), status, started.elapsed());
+    let response = sent.map_err(|e| Failure::new(send_error(&e)))?;
     let status = response.status();
     if !status.is_success() {
         let kind = if status.is_redirection() {

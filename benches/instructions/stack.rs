@@ -125,6 +125,13 @@ fn token_trusted_repeat(service: &mut Stack, requests: Vec<Request<Body>>) {
     drive(service, requests);
 }
 
+/// [`token_trusted_repeat`] with a Prometheus recorder installed (on this thread).
+#[inline(never)]
+fn token_trusted_repeat_recorded(service: &mut Stack, requests: Vec<Request<Body>>) {
+    black_box("token_trusted_repeat_recorded");
+    drive(service, requests);
+}
+
 #[inline(never)]
 fn strict_hit(service: &mut Stack, requests: Vec<Request<Body>>) {
     black_box("strict_hit");
@@ -184,6 +191,18 @@ pub(super) fn run(rt: &tokio::runtime::Runtime, kinde: &FakeKinde, user: &str, t
     watermarked_repeat(&mut watermarked, requests(token));
     bare_service_fn(&mut base_fn, requests(token));
     token_trusted_repeat_service_fn(&mut trusted_fn, requests(token));
+    // The same stack again, recording into Prometheus's recorder (its series made by the
+    // first request, as they are in a running server).
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    metrics::with_local_recorder(&recorder, || {
+        drive(&mut trusted, requests(token));
+        token_trusted_repeat_recorded(&mut trusted, requests(token));
+    });
+    let recorded = recorder.handle().render();
+    assert!(
+        recorded.contains("claimcheck_decisions_total"),
+        "{recorded}"
+    );
 
     #[cfg(feature = "redis")]
     {

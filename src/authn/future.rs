@@ -91,6 +91,7 @@ where
                     let error = error
                         .take()
                         .expect("ResponseFuture polled after completion");
+                    crate::metrics::authn_rejected(error.rejection_reason());
                     return Poll::Ready(Ok(error.into_http_response()));
                 }
                 StateProj::Verifying { waiting } => {
@@ -105,7 +106,7 @@ where
                             let future = waiting.service.call(request);
                             this.state.set(State::Called { future });
                         }
-                        Err(error) => return Poll::Ready(Ok(error.into_http_response())),
+                        Err(error) => this.state.set(State::Rejected { error: Some(error) }),
                     }
                 }
             }

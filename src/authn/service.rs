@@ -100,7 +100,7 @@ where
         // that came from outside: the inner service never sees those.
         match step {
             Step::Done(Ok(claims)) if locked_out(self.log.as_ref(), &claims) => {
-                ResponseFuture::reject(AuthError::new(AuthErrorKind::InvalidToken))
+                ResponseFuture::reject(AuthError::locked_out())
             }
             Step::Done(Ok(claims)) => {
                 req.extensions_mut().insert(claims);
@@ -118,7 +118,7 @@ where
                 let verify = Box::pin(async move {
                     let claims = verifier.verify(&token).await?;
                     if locked_out(log.as_ref(), &claims) {
-                        return Err(AuthError::new(AuthErrorKind::InvalidToken));
+                        return Err(AuthError::locked_out());
                     }
                     Ok(claims)
                 });

@@ -112,11 +112,16 @@ impl<M: Mode> RequirePermissionLayer<M> {
                 match looked_up {
                     Ok(held) => decide::from_held(&held, claims, &rule.requirement),
                     Err(error) => {
-                        return settle(decide::failed_for(&error, &rule.requirement, who));
+                        return settle(decide::failed_for(
+                            &error,
+                            &rule.requirement,
+                            &rule.metrics,
+                            who,
+                        ));
                     }
                 }
             }
         };
-        settle(decide::next_for(decision, who))
+        settle(decide::next_for(decision, &rule.metrics, who))
     }
 }

@@ -8,6 +8,7 @@ use crate::claims::Claims;
 use crate::decision::{Age, Decision, Outcome, Provenance};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::live::{Held, LiveFacts, SourceError};
+use crate::metrics::DecisionMetrics;
 use crate::requirement::{Requirement, TokenFacts};
 
 /// What a request gets once decided.
@@ -61,13 +62,18 @@ pub(super) fn from_held(held: &Held, claims: &Claims, requirement: &Requirement)
     )
 }
 
-/// Allow: call. Anything else: 403 `insufficient_scope`. Traced either way.
-pub(super) fn next<B>(decision: Decision, req: &Request<B>) -> Next {
-    next_for(decision, || subject(req))
+/// Allow: call. Anything else: 403 `insufficient_scope`. Traced and counted either way.
+pub(super) fn next<B>(decision: Decision, metrics: &DecisionMetrics, req: &Request<B>) -> Next {
+    next_for(decision, metrics, || subject(req))
 }
 
 /// [`next`] for the caller `who` names (read only when the decision is traced).
-pub(super) fn next_for<'a>(decision: Decision, who: impl FnOnce() -> &'a str) -> Next {
+pub(super) fn next_for<'a>(
+    decision: Decision,
+    metrics: &DecisionMetrics,
+    who: impl FnOnce() -> &'a str,
+) -> Next {
+    metrics.record(&decision);
     decision.trace(who);
     match decision.outcome() {
         Outcome::Allow => Next::Call(decision),
@@ -82,25 +88,31 @@ pub(super) fn next_for<'a>(decision: Decision, who: impl FnOnce() -> &'a str) ->
 pub(super) fn after_lookup<B>(
     looked_up: Result<Held, SourceError>,
     requirement: &Requirement,
+    metrics: &DecisionMetrics,
     req: &Request<B>,
 ) -> Next {
     match looked_up {
         Ok(held) => {
             let claims = req.extensions().get::<Claims>();
             match claims {
-                Some(claims) => next(from_held(&held, claims, requirement), req),
+                Some(claims) => next(from_held(&held, claims, requirement), metrics, req),
                 // Never: the claims were there when the lookup started, and stay.
                 None => Next::Reject(AuthError::new(AuthErrorKind::Misconfigured), None),
             }
         }
-        Err(error) => failed(&error, requirement, req),
+        Err(error) => failed(&error, requirement, metrics, req),
     }
 }
 
 /// The answer when the live source gave no facts: 503 when it is unavailable, 401 when it
 /// refused the caller's token, 500 when it does not provide what the requirement names.
-pub(super) fn failed<B>(error: &SourceError, requirement: &Requirement, req: &Request<B>) -> Next {
-    failed_for(error, requirement, || subject(req))
+pub(super) fn failed<B>(
+    error: &SourceError,
+    requirement: &Requirement,
+    metrics: &DecisionMetrics,
+    req: &Request<B>,
+) -> Next {
+    failed_for(error, requirement, metrics, || subject(req))
 }
 
 /// [`failed`] for the caller `who` names. The source's own log line says why; the decision's
@@ -108,6 +120,7 @@ pub(super) fn failed<B>(error: &SourceError, requirement: &Requirement, req: &Re
 pub(super) fn failed_for<'a>(
     error: &SourceError,
     requirement: &Requirement,
+    metrics: &DecisionMetrics,
     who: impl FnOnce() -> &'a str,
 ) -> Next {
     let outcome = if error.is_refused() {
@@ -116,6 +129,7 @@ pub(super) fn failed_for<'a>(
         Outcome::Unavailable
     };
     let decision = Decision::new(outcome, requirement.clone(), Provenance::Live, Age::Unknown);
+    metrics.record(&decision);
     decision.trace(who);
     Next::Reject(error.to_auth_error(), Some(decision))
 }

@@ -13,6 +13,7 @@ use super::decide::{self, Next};
 use crate::decision::Decision;
 use crate::error::AuthError;
 use crate::live::{Held, SourceError};
+use crate::metrics::DecisionMetrics;
 use crate::requirement::Requirement;
 
 type Check = Pin<Box<dyn Future<Output = Result<Held, SourceError>> + Send>>;
@@ -39,6 +40,7 @@ pin_project! {
         Checking {
             check: Check,
             requirement: Requirement,
+            metrics: DecisionMetrics,
             request: Option<Request<ReqBody>>,
             service: S,
         },
@@ -74,6 +76,7 @@ where
     pub(super) fn checking(
         check: Check,
         requirement: Requirement,
+        metrics: DecisionMetrics,
         request: Request<ReqBody>,
         service: S,
     ) -> Self {
@@ -81,6 +84,7 @@ where
             state: State::Checking {
                 check,
                 requirement,
+                metrics,
                 request: Some(request),
                 service,
             },
@@ -119,6 +123,7 @@ where
                 StateProj::Checking {
                     check,
                     requirement,
+                    metrics,
                     request,
                     service,
                 } => {
@@ -126,7 +131,7 @@ where
                     let request = request
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let next = decide::after_lookup(looked_up, requirement, &request);
+                    let next = decide::after_lookup(looked_up, requirement, metrics, &request);
                     let state = Self::next(next, request, service).state;
                     this.state.set(state);
                 }

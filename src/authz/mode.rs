@@ -4,6 +4,7 @@ use super::decide::{denied, from_facts};
 use crate::claims::Claims;
 use crate::freshness::{Freshness, Staleness};
 use crate::live::{LiveCheck, PermissionQuery, Priority};
+use crate::metrics::DecisionMetrics;
 use crate::requirement::{Needs, Requirement, TokenFacts};
 
 /// Mode of a route that trusts the verified token's claims. See [`authz`](super).
@@ -29,12 +30,15 @@ pub(super) struct Rule<M> {
     /// What deciding the requirement takes, worked out once.
     pub(super) needs: Needs,
     pub(super) mode: M,
+    /// Its decision counters, keyed once.
+    pub(super) metrics: DecisionMetrics,
 }
 
 impl<M> Rule<M> {
     pub(super) fn new(requirement: Requirement, mode: M) -> Self {
         Self {
             needs: requirement.needs(),
+            metrics: DecisionMetrics::new(&requirement),
             requirement,
             mode,
         }

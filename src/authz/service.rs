@@ -74,7 +74,7 @@ where
             Verdict::Live(live, query, priority) => match live.peek_held(&query, rule.needs) {
                 Some(Ok(held)) => decide::from_held(&held, claims, &rule.requirement),
                 Some(Err(refused)) => {
-                    let next = decide::failed(&refused, &rule.requirement, &req);
+                    let next = decide::failed(&refused, &rule.requirement, &rule.metrics, &req);
                     return ResponseFuture::next(next, req, &mut self.inner);
                 }
                 None => {
@@ -85,14 +85,15 @@ where
                     let ready = std::mem::replace(&mut self.inner, clone);
                     return ResponseFuture::checking(
                         check,
-                        self.rule.requirement.clone(),
+                        rule.requirement.clone(),
+                        rule.metrics.clone(),
                         req,
                         ready,
                     );
                 }
             },
         };
-        let next = decide::next(decision, &req);
+        let next = decide::next(decision, &rule.metrics, &req);
         ResponseFuture::next(next, req, &mut self.inner)
     }
 }

@@ -35,6 +35,18 @@ pub(crate) enum Mismatch {
     Algorithm = 3,
 }
 
+impl Mismatch {
+    /// The claim (or header member) that did not match.
+    fn claim(self) -> &'static str {
+        match self {
+            Self::Issuer => "iss",
+            Self::Audience => "aud",
+            Self::Kid => "kid",
+            Self::Algorithm => "alg",
+        }
+    }
+}
+
 /// When each reason was last warned about (Unix milliseconds, 0: never).
 #[derive(Debug, Default)]
 pub(crate) struct Diagnosis {
@@ -42,8 +54,10 @@ pub(crate) struct Diagnosis {
 }
 
 impl Diagnosis {
-    /// Whether a warning about `mismatch` is due now; if so, it is counted as given.
+    /// Counts `mismatch`, and says whether a warning about it is due now; if so, it is
+    /// counted as given.
     fn due(&self, mismatch: Mismatch) -> bool {
+        crate::metrics::token_mismatch(mismatch.claim());
         let slot = &self.last_ms[mismatch as usize];
         let now = now_ms();
         let last = slot.load(Ordering::Relaxed);

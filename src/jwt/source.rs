@@ -14,6 +14,7 @@ use jwks_client_rs::{JsonWebKey, JsonWebKeySet, JwksClientError};
 use serde_json::Value;
 
 use super::jwk::{Algorithm, usable_keys};
+use crate::upstream::Endpoint;
 
 /// Limits of one JWKS fetch.
 #[derive(Debug, Clone)]
@@ -57,7 +58,7 @@ impl HttpJwksSource {
             keys: Vec<Value>,
         }
         let request = self.client.get(self.url.clone());
-        let set: RawSet = crate::upstream::json(request, self.max_body_bytes)
+        let set: RawSet = crate::upstream::json(Endpoint::Jwks, request, self.max_body_bytes)
             .await
             .map_err(|failure| failure.reason)?;
         Ok(set.keys)

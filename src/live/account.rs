@@ -10,7 +10,7 @@ use url::Url;
 use super::pages::{self, Keyed, Page};
 use super::{KeySet, PermissionQuery, PermissionSource, SourceError, SourceFuture};
 use crate::error::ConfigError;
-use crate::upstream;
+use crate::upstream::{self, Endpoint};
 
 const DEFAULT_PAGE_SIZE: u32 = 100;
 
@@ -67,6 +67,8 @@ struct Metadata {
 trait ListData: DeserializeOwned {
     /// The list's path under `/account_api/v1/`.
     const PATH: &'static str;
+    /// The list's endpoint, for the upstream metrics.
+    const ENDPOINT: Endpoint;
     type Item;
     fn items(self) -> Vec<Self::Item>;
 }
@@ -79,6 +81,7 @@ struct PermissionsData {
 
 impl ListData for PermissionsData {
     const PATH: &'static str = "permissions";
+    const ENDPOINT: Endpoint = Endpoint::AccountPermissions;
     type Item = Keyed;
     fn items(self) -> Vec<Keyed> {
         self.permissions.unwrap_or_default()
@@ -93,6 +96,7 @@ struct RolesData {
 
 impl ListData for RolesData {
     const PATH: &'static str = "roles";
+    const ENDPOINT: Endpoint = Endpoint::AccountRoles;
     type Item = Keyed;
     fn items(self) -> Vec<Keyed> {
         self.roles.unwrap_or_default()
@@ -124,6 +128,7 @@ impl Flag {
 
 impl ListData for FlagsData {
     const PATH: &'static str = "feature_flags";
+    const ENDPOINT: Endpoint = Endpoint::AccountFlags;
     type Item = Flag;
     fn items(self) -> Vec<Flag> {
         self.feature_flags.unwrap_or_default()
@@ -177,9 +182,10 @@ impl KindeAccountApi {
             }
             let request = self.client.get(url).bearer_auth(token);
             async move {
-                let page: AccountPage<D> = upstream::json(request, upstream::API_MAX_BODY_BYTES)
-                    .await
-                    .map_err(refusal_or_failure)?;
+                let page: AccountPage<D> =
+                    upstream::json(D::ENDPOINT, request, upstream::API_MAX_BODY_BYTES)
+                        .await
+                        .map_err(refusal_or_failure)?;
                 let next = match page.metadata {
                     Some(Metadata {
                         has_more: true,

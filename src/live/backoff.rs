@@ -45,21 +45,25 @@ struct State {
 }
 
 /// The breaker's state, shared by every flight of one check.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Breaker {
     config: Backoff,
     state: Mutex<State>,
+    /// The kind of facts it guards, for its gauge.
+    kind: &'static str,
 }
 
 impl Breaker {
-    /// A breaker for `config`, its pauses capped at 1 h.
-    pub(crate) fn new(mut config: Backoff) -> Self {
+    /// A breaker for `config` guarding calls for `kind` (`permissions`, …), its pauses capped
+    /// at 1 h.
+    pub(crate) fn new(mut config: Backoff, kind: &'static str) -> Self {
         let hour = Duration::from_secs(3600);
         config.max_pause = config.max_pause.min(hour);
         config.first_pause = config.first_pause.min(config.max_pause);
         Self {
             config,
             state: Mutex::default(),
+            kind,
         }
     }
 
@@ -97,6 +101,9 @@ impl Breaker {
         let mut state = self.state();
         let asked = match verdict {
             Verdict::Healthy => {
+                if state.paused_until.is_some() {
+                    crate::metrics::live_source_paused(self.kind, false);
+                }
                 *state = State::default();
                 return;
             }
@@ -120,6 +127,7 @@ impl Breaker {
                 .min(self.config.max_pause),
         };
         state.paused_until = Some(Instant::now() + pause);
+        crate::metrics::live_source_paused(self.kind, true);
         tracing::warn!(
             target: "claimcheck::live",
             failures = state.failures,
@@ -134,11 +142,14 @@ mod tests {
     use super::*;
 
     fn breaker() -> Breaker {
-        Breaker::new(Backoff {
-            after_failures: 3,
-            first_pause: Duration::from_millis(100),
-            max_pause: Duration::from_millis(1000),
-        })
+        Breaker::new(
+            Backoff {
+                after_failures: 3,
+                first_pause: Duration::from_millis(100),
+                max_pause: Duration::from_millis(1000),
+            },
+            "permissions",
+        )
     }
 
     #[tokio::test(start_paused = true)]

@@ -154,8 +154,8 @@ impl LiveCheckBuilder {
                 ttl: self.ttl,
                 deadline: self.deadline,
                 flights: Flights::new(),
-                upstreams: Kind::ALL.map(|_| Upstream {
-                    breaker: Breaker::new(self.backoff),
+                upstreams: Kind::ALL.map(|kind| Upstream {
+                    breaker: Breaker::new(self.backoff, kind.label()),
                     refusals: Refusals::new(self.refusal_memory),
                 }),
                 invalidations: Invalidations::new(horizon, self.capacity.max(1_000)),
@@ -221,6 +221,7 @@ impl LiveCheck {
         let seen = self
             .find(query, Kind::Permissions, priority, give_up)
             .await?;
+        crate::metrics::live_lookup(Kind::Permissions.label(), seen.1);
         Ok(Lookup::of(seen))
     }
 

@@ -95,6 +95,11 @@ impl LiveCheck {
                 held.add(kind, (entry, Provenance::LiveCache, age));
             }
         }
+        for (kind, need) in KINDS {
+            if needs.covers(need) {
+                crate::metrics::live_lookup(kind.label(), Provenance::LiveCache);
+            }
+        }
         Some(Ok(held))
     }
 
@@ -115,8 +120,14 @@ impl LiveCheck {
             }
         };
         let (permissions, roles, flags) = tokio::join!(one(KINDS[0]), one(KINDS[1]), one(KINDS[2]));
+        let found = [permissions, roles, flags];
+        for ((kind, _), seen) in KINDS.iter().zip(&found) {
+            if let Some(Ok((_, provenance, _))) = seen {
+                crate::metrics::live_lookup(kind.label(), *provenance);
+            }
+        }
         let mut held = Held::new();
-        for ((kind, _), seen) in KINDS.into_iter().zip([permissions, roles, flags]) {
+        for ((kind, _), seen) in KINDS.into_iter().zip(found) {
             if let Some(seen) = seen {
                 held.add(kind, seen?);
             }

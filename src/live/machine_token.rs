@@ -11,7 +11,7 @@ use url::Url;
 
 use super::SourceError;
 use crate::single_flight::{Ended, Missed, SingleFlight};
-use crate::upstream;
+use crate::upstream::{self, Endpoint};
 
 /// A machine token is replaced this long before it expires (or at half its life if shorter).
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -210,19 +210,20 @@ impl MachineTokens {
                 "application/x-www-form-urlencoded",
             )
             .body(form);
-        let response: TokenResponse = upstream::json(request, upstream::API_MAX_BODY_BYTES)
-            .await
-            .map_err(|failure| {
-                if matches!(failure.status, Some(400 | 401 | 403)) {
-                    tracing::error!(
-                        target: "claimcheck::live",
-                        client_id = %self.client_id,
-                        reason = %failure.reason,
-                        "Kinde refused the management client credentials"
-                    );
-                }
-                SourceError::from(failure)
-            })?;
+        let response: TokenResponse =
+            upstream::json(Endpoint::Token, request, upstream::API_MAX_BODY_BYTES)
+                .await
+                .map_err(|failure| {
+                    if matches!(failure.status, Some(400 | 401 | 403)) {
+                        tracing::error!(
+                            target: "claimcheck::live",
+                            client_id = %self.client_id,
+                            reason = %failure.reason,
+                            "Kinde refused the management client credentials"
+                        );
+                    }
+                    SourceError::from(failure)
+                })?;
         if response.access_token.is_empty() {
             return Err(SourceError::unavailable("empty machine token"));
         }

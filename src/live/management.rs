@@ -13,7 +13,7 @@ use super::{
 };
 use crate::error::ConfigError;
 use crate::permission::PermissionSet;
-use crate::upstream;
+use crate::upstream::{self, Endpoint};
 
 /// Live permissions from `GET /api/v1/organizations/{org_code}/users/{sub}/permissions` and
 /// roles from `GET /api/v1/organizations/{org_code}/users/{sub}/roles`.
@@ -119,7 +119,7 @@ impl KindeManagementApi {
         let segments = ["organizations", org_code, "users", user_id, "permissions"];
         let url = api_url(&self.inner.base, &segments)?;
         let request = self.inner.client.get(url);
-        let body: PermissionsResponse = self.call(request).await?;
+        let body: PermissionsResponse = self.call(Endpoint::ManagementPermissions, request).await?;
         let granted = body.permissions.unwrap_or_default();
         Ok(granted.iter().map(|p| &p.key).collect())
     }
@@ -135,7 +135,8 @@ impl KindeManagementApi {
                 url.query_pairs_mut().append_pair("next_token", token);
             }
             async move {
-                let body: RolesResponse = self.call(self.inner.client.get(url)).await?;
+                let request = self.inner.client.get(url);
+                let body: RolesResponse = self.call(Endpoint::ManagementRoles, request).await?;
                 Ok(Page {
                     items: body.roles.unwrap_or_default(),
                     next: body.next_token.filter(|token| !token.is_empty()),
@@ -153,7 +154,9 @@ impl KindeManagementApi {
     pub async fn refresh_user_claims(&self, user_id: &str) -> Result<(), SourceError> {
         let url = api_url(&self.inner.base, &["users", user_id, "refresh_claims"])?;
         let request = self.inner.client.post(url);
-        let _: serde_json::Value = self.call(request).await?;
+        let _: serde_json::Value = self
+            .call(Endpoint::ManagementRefreshClaims, request)
+            .await?;
         Ok(())
     }
 
@@ -161,6 +164,7 @@ impl KindeManagementApi {
     /// sends once more with a new one).
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
+        endpoint: Endpoint,
         request: reqwest::RequestBuilder,
     ) -> Result<T, SourceError> {
         // A held token (past its refresh point, it serves while its successor is requested)
@@ -172,7 +176,7 @@ impl KindeManagementApi {
         loop {
             let bearer = self.inner.tokens.bearer().await?;
             let sent = request.bearer_auth(&bearer.value);
-            match upstream::json::<T>(sent, upstream::API_MAX_BODY_BYTES).await {
+            match upstream::json::<T>(endpoint, sent, upstream::API_MAX_BODY_BYTES).await {
                 Ok(body) => return Ok(body),
                 Err(failure) if failure.status == Some(401) => {
                     self.inner.tokens.drop_token(&bearer.value);

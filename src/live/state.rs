@@ -85,6 +85,15 @@ impl Kind {
             Kind::Flags => "feature flags",
         }
     }
+
+    /// `permissions`, `roles` or `feature_flags`: the `kind` label of the metrics.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Kind::Permissions => "permissions",
+            Kind::Roles => "roles",
+            Kind::Flags => "feature_flags",
+        }
+    }
 }
 
 /// Whose facts, and which: the cache's key.

@@ -51,7 +51,48 @@ pub enum Effect {
     None,
 }
 
+/// Kinde's documented webhook event types.
+const KNOWN_TYPES: [&str; 27] = [
+    "access_request.created",
+    "customer.agreement_cancelled",
+    "customer.agreement_created",
+    "customer.invoice_overdue",
+    "customer.meter_usage_updated",
+    "customer.payment_failed",
+    "customer.payment_succeeded",
+    "customer.plan_assigned",
+    "customer.plan_changed",
+    "customer.plan_created",
+    "organization.created",
+    "organization.deleted",
+    "organization.updated",
+    "passkey.added",
+    "passkey.removed",
+    "permission.created",
+    "permission.deleted",
+    "permission.updated",
+    "role.created",
+    "role.deleted",
+    "role.updated",
+    "subscriber.created",
+    "user.authenticated",
+    "user.authentication_failed",
+    "user.created",
+    "user.deleted",
+    "user.updated",
+];
+
 impl WebhookEvent {
+    /// The event's type as a metric label: one of Kinde's documented types, else `other`
+    /// (the label set stays bounded whatever a signer sends).
+    pub(crate) fn metric_label(&self) -> &'static str {
+        KNOWN_TYPES
+            .iter()
+            .find(|known| **known == self.kind)
+            .copied()
+            .unwrap_or("other")
+    }
+
     /// The effect of this event. An event that should name a user or organization but does not
     /// is treated as [`Effect::Everyone`]: when in doubt, forget more.
     pub fn effect(&self) -> Effect {

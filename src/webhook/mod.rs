@@ -147,8 +147,27 @@ impl WebhookReceiver {
         self
     }
 
-    /// Verifies one delivery and applies it.
+    /// Verifies one delivery and applies it. Counted in `claimcheck_webhooks_total`.
     pub async fn receive(&self, headers: &HeaderMap, body: &[u8]) -> Result<Receipt, WebhookError> {
+        let mut event = "unknown";
+        let receipt = self.receive_event(headers, body, &mut event).await;
+        let result = match &receipt {
+            Ok(Receipt::Applied(Effect::None)) => "ignored",
+            Ok(Receipt::Applied(_)) => "applied",
+            Ok(Receipt::Duplicate) => "duplicate",
+            Err(error) => error.metric_label(),
+        };
+        crate::metrics::webhook(event, result);
+        receipt
+    }
+
+    /// [`receive`](Self::receive), naming the event's type in `event` once it is read.
+    async fn receive_event(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        event_type: &mut &'static str,
+    ) -> Result<Receipt, WebhookError> {
         if !acceptable_type(headers) {
             return Err(WebhookError::UnsupportedMediaType);
         }
@@ -168,6 +187,7 @@ impl WebhookReceiver {
                 _ => WebhookError::Invalid("not a JWT signed by the issuer"),
             })?;
         let event = WebhookEvent::from_payload(&payload).map_err(WebhookError::Invalid)?;
+        *event_type = event.metric_label();
         let received = SystemTime::now();
         self.check_age(&event, received)?;
         let event_id = event.event_id.as_deref().unwrap_or_default();
@@ -260,6 +280,7 @@ impl WebhookReceiver {
                     Ok(body) => receiver.respond(&parts.headers, &body).await,
                     Err(error) => {
                         tracing::warn!(target: "claimcheck::webhook", ?error, "webhook refused");
+                        crate::metrics::webhook("unknown", error.metric_label());
                         error.into_response()
                     }
                 }
@@ -269,6 +290,16 @@ impl WebhookReceiver {
 }
 
 impl WebhookError {
+    /// The `result` label of the webhook metric.
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Invalid(_) => "invalid",
+            Self::Unavailable => "unavailable",
+            Self::LogUnavailable => "log_unavailable",
+        }
+    }
+
     fn into_response(self) -> Response<Body> {
         let (status, detail, retry) = match self {
             Self::UnsupportedMediaType => (

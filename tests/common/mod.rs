@@ -16,6 +16,7 @@ use claimcheck::testing::FakeKinde;
 use claimcheck::{Auth, Claims, Permission, Requirement, Verifier, all_of, any_of};
 use serde_json::{Value, json};
 
+pub mod example;
 #[cfg(feature = "redis")]
 pub mod fleet;
 pub mod log;

@@ -244,13 +244,17 @@ async fn lost_log(
 /// Applies entries in order, remembering the last id and number; a number that skips ahead
 /// means entries were deleted under us.
 fn apply(shared: &Shared, read: &mut Read, entries: &[Entry]) {
-    let oldest_kept = crate::clock::unix_ms(SystemTime::now()) - retention_ms(shared);
+    let now_ms = crate::clock::unix_ms(SystemTime::now());
+    let oldest_kept = now_ms - retention_ms(shared);
     for entry in entries {
         // Entries missing right after one older than the retention were trimmed by time
         // (always a prefix of the stream): harmless. After a recent one, something lost them.
         let previous_recent = read.last.is_some_and(|last| last.ms() > oldest_kept);
         if let Some(id) = StreamId::parse(&entry.id) {
             read.last = Some(id);
+            // The id is Redis's clock at the append; ours may differ by a little.
+            let lag_ms = u64::try_from(now_ms - id.ms()).unwrap_or(0);
+            crate::metrics::change_log_lag(Duration::from_millis(lag_ms));
         }
         if let Some(number) = entry.number {
             if previous_recent && read.number.is_some_and(|last| number > last + 1) {
