@@ -164,14 +164,44 @@ pub(crate) fn token_mismatch(claim: &'static str) {
     ::metrics::counter!(TOKEN_MISMATCHES_TOTAL, "claim" => claim).increment(1);
 }
 
-/// Counts live facts of `kind` a decision used, from where `provenance` says.
+/// A key whose name and labels are constants: built at compile time, hash included.
+macro_rules! static_key {
+    ($name:expr, $($label:literal => $value:literal),+) => {{
+        static LABELS: [Label; [$($label),+].len()] = [$(Label::from_static_parts($label, $value)),+];
+        static KEY: Key = Key::from_static_parts($name, &LABELS);
+        &KEY
+    }};
+}
+
+/// Counts live facts of `kind` (`permissions`, `roles`, `feature_flags`) a decision used,
+/// from where `provenance` says. On every strict decision: the keys are constants.
 pub(crate) fn live_lookup(kind: &'static str, provenance: Provenance) {
-    let result = match provenance {
-        Provenance::LiveCache | Provenance::Token => "hit",
-        Provenance::Live => "miss",
-        Provenance::Coalesced => "coalesced",
+    let key = match (kind, provenance) {
+        ("permissions", Provenance::Live) => {
+            static_key!(LIVE_LOOKUPS_TOTAL, "kind" => "permissions", "result" => "miss")
+        }
+        ("permissions", Provenance::Coalesced) => {
+            static_key!(LIVE_LOOKUPS_TOTAL, "kind" => "permissions", "result" => "coalesced")
+        }
+        ("permissions", _) => {
+            static_key!(LIVE_LOOKUPS_TOTAL, "kind" => "permissions", "result" => "hit")
+        }
+        ("roles", Provenance::Live) => {
+            static_key!(LIVE_LOOKUPS_TOTAL, "kind" => "roles", "result" => "miss")
+        }
+        ("roles", Provenance::Coalesced) => {
+            static_key!(LIVE_LOOKUPS_TOTAL, "kind" => "roles", "result" => "coalesced")
+        }
+        ("roles", _) => static_key!(LIVE_LOOKUPS_TOTAL, "kind" => "roles", "result" => "hit"),
+        (_, Provenance::Live) => {
+            static_key!(LIVE_LOOKUPS_TOTAL, "kind" => "feature_flags", "result" => "miss")
+        }
+        (_, Provenance::Coalesced) => {
+            static_key!(LIVE_LOOKUPS_TOTAL, "kind" => "feature_flags", "result" => "coalesced")
+        }
+        (_, _) => static_key!(LIVE_LOOKUPS_TOTAL, "kind" => "feature_flags", "result" => "hit"),
     };
-    ::metrics::counter!(LIVE_LOOKUPS_TOTAL, "kind" => kind, "result" => result).increment(1);
+    ::metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA).increment(1));
 }
 
 /// Counts and times one HTTP request to `endpoint`; `status` is `None` when none came back.
@@ -233,5 +263,37 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 16);
+    }
+
+    #[test]
+    fn live_lookups_are_counted_under_their_kind_and_result() {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, || {
+            for kind in ["permissions", "roles", "feature_flags"] {
+                live_lookup(kind, Provenance::Live);
+                live_lookup(kind, Provenance::Coalesced);
+                live_lookup(kind, Provenance::LiveCache);
+                live_lookup(kind, Provenance::LiveCache);
+            }
+        });
+        let mut counted: Vec<String> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let labels: Vec<String> =
+                    key.key().labels().map(|l| l.value().to_owned()).collect();
+                format!("{} {value:?}", labels.join(" "))
+            })
+            .collect();
+        counted.sort();
+        assert_eq!(counted.len(), 9, "{counted:?}");
+        assert!(
+            counted.contains(&"roles hit Counter(2)".to_owned()),
+            "{counted:?}"
+        );
+        assert!(counted.contains(&"feature_flags coalesced Counter(1)".to_owned()));
+        assert!(counted.contains(&"permissions miss Counter(1)".to_owned()));
     }
 }
