@@ -19,7 +19,7 @@
 //! | [`readiness`] | [`readiness::Readiness`]: whether this instance can serve (keys, change log, live source) |
 //! | [`requirement`] | [`Requirement`]: a permission, role, organization or feature flag, all-of / any-of |
 //! | [`bearer`] | `Authorization: Bearer` parsing |
-//! | [`error`] | [`AuthError`] and the RFC 6750 / RFC 9457 answers; [`ConfigError`] |
+//! | [`error`] | [`AuthError`] and the RFC 6750 / RFC 9457 answers, or gRPC statuses to gRPC requests; [`ConfigError`] |
 //! | [`kinde`] | [`kinde::KindeConfig::from_env`], and the live source it implies |
 //! | `testing` | `FakeKinde` (feature `test-util`), `RedisServer` (with `redis`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]

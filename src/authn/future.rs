@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use crate::claims::Claims;
-use crate::error::AuthError;
+use crate::error::{AuthError, Protocol};
 
 type Verification = Pin<Box<dyn Future<Output = Result<Claims, AuthError>> + Send>>;
 
@@ -32,7 +32,7 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         Called { #[pin] future: S::Future },
-        Rejected { error: Option<AuthError> },
+        Rejected { error: Option<AuthError>, protocol: Protocol },
         // Boxed: a key fetch is rare, and a request and a service inline would make every
         // response future that much larger to move (axum moves it several times a request).
         Verifying { waiting: Box<Waiting<S, ReqBody>> },
@@ -56,9 +56,13 @@ where
         }
     }
 
-    pub(crate) fn reject(error: AuthError) -> Self {
+    /// Answers `error`, in the protocol the request came in (HTTP problem or gRPC status).
+    pub(crate) fn reject(error: AuthError, protocol: Protocol) -> Self {
         Self {
-            state: State::Rejected { error: Some(error) },
+            state: State::Rejected {
+                error: Some(error),
+                protocol,
+            },
         }
     }
 
@@ -87,12 +91,12 @@ where
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
                 StateProj::Called { future } => return future.poll(cx),
-                StateProj::Rejected { error } => {
+                StateProj::Rejected { error, protocol } => {
                     let error = error
                         .take()
                         .expect("ResponseFuture polled after completion");
                     crate::metrics::authn_rejected(error.rejection_reason());
-                    return Poll::Ready(Ok(error.into_http_response()));
+                    return Poll::Ready(Ok(protocol.render(error)));
                 }
                 StateProj::Verifying { waiting } => {
                     let verified = ready!(waiting.verify.as_mut().poll(cx));
@@ -106,7 +110,11 @@ where
                             let future = waiting.service.call(request);
                             this.state.set(State::Called { future });
                         }
-                        Err(error) => this.state.set(State::Rejected { error: Some(error) }),
+                        Err(error) => {
+                            let protocol = Protocol::of(request.headers());
+                            let error = Some(error);
+                            this.state.set(State::Rejected { error, protocol });
+                        }
                     }
                 }
             }

@@ -9,7 +9,8 @@
 //!    came from outside (only this layer may vouch for a caller), and calls the inner service.
 //!
 //! A request that fails answers 400/401/503 (see [`error`](crate::error)) without reaching the
-//! inner service. The inner service's error type is kept: rejections are responses. The common
+//! inner service; a gRPC request (`content-type: application/grpc…`) is answered
+//! `UNAUTHENTICATED` or `UNAVAILABLE` instead, as a trailers-only gRPC response. The inner service's error type is kept: rejections are responses. The common
 //! paths (cache hit, known key) are synchronous and allocate no future; only a token whose key
 //! must first be fetched boxes the wait.
 //!

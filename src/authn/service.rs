@@ -10,7 +10,7 @@ use super::ResponseFuture;
 use crate::bearer;
 use crate::changes::ChangeLog;
 use crate::claims::{Anonymous, Claims};
-use crate::error::{AuthError, AuthErrorKind};
+use crate::error::{AuthError, AuthErrorKind, Protocol};
 use crate::jwt::{Step, Verifier};
 
 /// Verifies the bearer token, then calls the inner service with [`Claims`] in the request
@@ -86,7 +86,7 @@ where
                 req.extensions_mut().insert(Anonymous);
                 return ResponseFuture::call(self.inner.call(req));
             }
-            Err(error) => return ResponseFuture::reject(error),
+            Err(error) => return ResponseFuture::reject(error, Protocol::of(req.headers())),
         };
         let step = match self.verifier.cached(token) {
             // Byte for byte a token that passed the header checks and verification before.
@@ -100,13 +100,13 @@ where
         // that came from outside: the inner service never sees those.
         match step {
             Step::Done(Ok(claims)) if locked_out(self.log.as_ref(), &claims) => {
-                ResponseFuture::reject(AuthError::locked_out())
+                ResponseFuture::reject(AuthError::locked_out(), Protocol::of(req.headers()))
             }
             Step::Done(Ok(claims)) => {
                 req.extensions_mut().insert(claims);
                 ResponseFuture::call(self.inner.call(req))
             }
-            Step::Done(Err(error)) => ResponseFuture::reject(error),
+            Step::Done(Err(error)) => ResponseFuture::reject(error, Protocol::of(req.headers())),
             Step::NeedsKey => {
                 // `try_verify_uncached` read it as text before it asked for the key.
                 let token = String::from_utf8_lossy(token).into_owned();

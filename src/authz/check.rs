@@ -20,7 +20,9 @@ use crate::error::AuthError;
 /// the route layer would have given (403 `insufficient_scope`, 401 for a token the live source
 /// refused, 503 + `Retry-After` when it is unavailable, RFC 9457 body), with its
 /// [`Decision`] in the response extensions. Return it from the handler (it is
-/// [`IntoResponse`]), or look at it first.
+/// [`IntoResponse`]), or look at it first. A gRPC handler answers it as a status:
+/// [`into_grpc_response`](Self::into_grpc_response), or with the feature `tonic`,
+/// `tonic::Status::from` (which `?` calls).
 #[derive(Debug)]
 pub struct Rejection {
     error: AuthError,
@@ -37,6 +39,29 @@ impl Rejection {
     /// outcome `unavailable`).
     pub fn decision(&self) -> Option<&Decision> {
         self.decision.as_ref()
+    }
+
+    /// The answer as a gRPC trailers-only response (`PERMISSION_DENIED`, `UNAUTHENTICATED`,
+    /// `UNAVAILABLE` with `RetryInfo`; see
+    /// [`AuthError::into_grpc_response`]), with the decision in its extensions: what the route
+    /// layer answers a gRPC request.
+    pub fn into_grpc_response<B: Default>(self) -> http::Response<B> {
+        let mut response = self.error.into_grpc_response();
+        if let Some(decision) = self.decision {
+            response.extensions_mut().insert(decision);
+        }
+        response
+    }
+}
+
+/// For tonic handlers: `auth.strict(P).check(&claims).await?` answers the status the route
+/// layer would (`RetryInfo` included). A `tonic::Status` has no extensions: the decision is
+/// not carried (it was traced when made).
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+impl From<Rejection> for tonic::Status {
+    fn from(rejection: Rejection) -> Self {
+        rejection.error.into()
     }
 }
 

@@ -11,7 +11,7 @@ use tower::Service;
 
 use super::decide::{self, Next};
 use crate::decision::Decision;
-use crate::error::AuthError;
+use crate::error::{AuthError, Protocol};
 use crate::live::{Held, SourceError};
 use crate::metrics::DecisionMetrics;
 use crate::requirement::Requirement;
@@ -36,7 +36,7 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         Called { #[pin] future: S::Future, decision: Option<Decision> },
-        Rejected { error: Option<AuthError>, decision: Option<Decision> },
+        Rejected { error: Option<AuthError>, decision: Option<Decision>, protocol: Protocol },
         Checking {
             check: Check,
             requirement: Requirement,
@@ -60,15 +60,19 @@ where
                     decision: Some(decision),
                 },
             },
-            Next::Reject(error, decision) => Self::reject(error, decision),
+            Next::Reject(error, decision) => {
+                Self::reject(error, decision, Protocol::of(req.headers()))
+            }
         }
     }
 
-    pub(super) fn reject(error: AuthError, decision: Option<Decision>) -> Self {
+    /// Answers `error`, in the protocol the request came in (HTTP problem or gRPC status).
+    pub(super) fn reject(error: AuthError, decision: Option<Decision>, protocol: Protocol) -> Self {
         Self {
             state: State::Rejected {
                 error: Some(error),
                 decision,
+                protocol,
             },
         }
     }
@@ -110,11 +114,15 @@ where
                     }
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Rejected { error, decision } => {
+                StateProj::Rejected {
+                    error,
+                    decision,
+                    protocol,
+                } => {
                     let error = error
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let mut response = error.into_http_response();
+                    let mut response = protocol.render(error);
                     if let Some(decision) = decision.take() {
                         response.extensions_mut().insert(decision);
                     }

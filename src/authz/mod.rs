@@ -37,6 +37,11 @@
 //! and the handler does not run. Machine tokens are denied unless the route
 //! [allows machines](RequirePermissionLayer::allow_machines).
 //!
+//! A gRPC request (`content-type: application/grpc…`) is refused with a gRPC status instead of
+//! an HTTP one (`PERMISSION_DENIED`, `UNAUTHENTICATED`, `UNAVAILABLE` with `RetryInfo`; see
+//! [`error`](crate::error)); on a tonic server, mount the methods on an axum `Router` and put
+//! these layers on with `route_layer` (see the crate docs' [gRPC](crate#grpc) section).
+//!
 //! Every decision is traced and inserted into the response extensions as a
 //! [`Decision`](crate::decision::Decision). A route reached without `Claims` (no
 //! authentication layer in front) answers 500: a wiring mistake is never an allow.

@@ -11,7 +11,7 @@ use super::ResponseFuture;
 use super::decide;
 use super::mode::{Mode, Rule, Verdict};
 use crate::claims::{Anonymous, Claims};
-use crate::error::{AuthError, AuthErrorKind};
+use crate::error::{AuthError, AuthErrorKind, Protocol};
 
 /// Requires a [`Requirement`](crate::Requirement) before calling the inner service. See [`authz`](crate::authz).
 #[derive(Debug, Clone)]
@@ -57,16 +57,18 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let Some(claims) = req.extensions().get::<Claims>() else {
+            let protocol = Protocol::of(req.headers());
             if req.extensions().get::<Anonymous>().is_some() {
                 let error = AuthError::from(AuthErrorKind::MissingCredentials);
-                return ResponseFuture::reject(error, None);
+                return ResponseFuture::reject(error, None, protocol);
             }
             tracing::error!(
                 target: "claimcheck::authz",
                 requirement = %self.rule.requirement,
                 "requirement layer without JwtAuthLayer in front: add `.layer(auth.layer())`"
             );
-            return ResponseFuture::reject(AuthError::new(AuthErrorKind::Misconfigured), None);
+            let error = AuthError::new(AuthErrorKind::Misconfigured);
+            return ResponseFuture::reject(error, None, protocol);
         };
         let rule = &*self.rule;
         let decision = match rule.mode.verdict(claims, &rule.requirement, rule.needs) {

@@ -1,26 +1,41 @@
 //! Errors and the default rejection.
 //!
-//! Every rejection claimcheck produces is an [`AuthError`]. It renders as a proper HTTP answer:
+//! Every rejection claimcheck produces is an [`AuthError`]. It renders as a proper HTTP answer,
+//! or, to a gRPC request (`content-type: application/grpc…`), as a gRPC status:
 //!
-//! | kind | status | `WWW-Authenticate` |
-//! | --- | --- | --- |
-//! | [`AuthErrorKind::MissingCredentials`] | 401 | `Bearer` (bare, RFC 6750 §3.1) |
-//! | [`AuthErrorKind::InvalidRequest`] | 400 | `Bearer error="invalid_request", …` |
-//! | [`AuthErrorKind::InvalidToken`], [`AuthErrorKind::ExpiredToken`] | 401 | `Bearer error="invalid_token", …` |
-//! | [`AuthErrorKind::InsufficientScope`] | 403 | `Bearer error="insufficient_scope"`, with `scope="…"` when the requirement is permissions (all of them) |
-//! | [`AuthErrorKind::Unavailable`] | 503 + `Retry-After` | none |
-//! | [`AuthErrorKind::Misconfigured`] | 500 | none |
+//! | kind | status | `WWW-Authenticate` | gRPC status |
+//! | --- | --- | --- | --- |
+//! | [`AuthErrorKind::MissingCredentials`] | 401 | `Bearer` (bare, RFC 6750 §3.1) | `UNAUTHENTICATED` (16) |
+//! | [`AuthErrorKind::InvalidRequest`] | 400 | `Bearer error="invalid_request", …` | `UNAUTHENTICATED` (16) |
+//! | [`AuthErrorKind::InvalidToken`], [`AuthErrorKind::ExpiredToken`] | 401 | `Bearer error="invalid_token", …` | `UNAUTHENTICATED` (16) |
+//! | [`AuthErrorKind::InsufficientScope`] | 403 | `Bearer error="insufficient_scope"`, with `scope="…"` when the requirement is permissions (all of them) | `PERMISSION_DENIED` (7) |
+//! | [`AuthErrorKind::Unavailable`] | 503 + `Retry-After` | none | `UNAVAILABLE` (14) + `google.rpc.RetryInfo` |
+//! | [`AuthErrorKind::Misconfigured`] | 500 | none | `INTERNAL` (13) |
 //!
-//! The body is always an RFC 9457 `application/problem+json` document. Descriptions are generic
-//! per category on purpose: a client never learns which key ids exist or which check failed. A
-//! 403 names what the route requires (member `requirement`, e.g. `any of (read:audit,
-//! admin:all)`; `scope` too when that is a set of permissions), never what the caller holds.
+//! The HTTP body is always an RFC 9457 `application/problem+json` document. Descriptions are
+//! generic per category on purpose: a client never learns which key ids exist or which check
+//! failed. A 403 names what the route requires (member `requirement`, e.g. `any of
+//! (read:audit, admin:all)`; `scope` too when that is a set of permissions), never what the
+//! caller holds.
+//!
+//! A gRPC answer is *trailers-only* ([`AuthError::into_grpc_response`]): HTTP 200,
+//! `content-type: application/grpc`, `grpc-status`, `grpc-message` (the problem's `detail`
+//! sentence, followed for `PERMISSION_DENIED` by the requirement, percent-encoded as the gRPC
+//! HTTP/2 protocol says) and an empty body. `UNAVAILABLE` also carries
+//! `grpc-status-details-bin`: a `google.rpc.Status` whose one detail is a
+//! `google.rpc.RetryInfo` with the `Retry-After` delay, which clients read with, e.g., tonic-types'
+//! `StatusExt::get_details_retry_info`. With the feature `tonic`, `AuthError` and
+//! [`Rejection`](crate::authz::Rejection) convert into the same `tonic::Status` for handlers.
 
 use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
+
+mod grpc;
+
+pub(crate) use grpc::Protocol;
 
 /// Media type of RFC 9457 problem documents.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -57,6 +72,22 @@ impl AuthErrorKind {
             Self::InsufficientScope => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The gRPC status code this kind answers a gRPC request with: `UNAUTHENTICATED` (16) for
+    /// missing, malformed, invalid and expired credentials, `PERMISSION_DENIED` (7),
+    /// `UNAVAILABLE` (14), `INTERNAL` (13). As the `i32` of `google.rpc.Status.code`
+    /// (`tonic::Code::from(code)` reads it).
+    pub fn grpc_code(self) -> i32 {
+        match self {
+            Self::MissingCredentials
+            | Self::InvalidRequest
+            | Self::InvalidToken
+            | Self::ExpiredToken => 16,
+            Self::InsufficientScope => 7,
+            Self::Unavailable => 14,
+            Self::Misconfigured => 13,
         }
     }
 
@@ -220,6 +251,17 @@ impl AuthError {
         }
         response
     }
+
+    /// Renders the rejection as a gRPC *trailers-only* answer, as the layers do for a request
+    /// whose `content-type` is `application/grpc…`: HTTP 200, `content-type: application/grpc`,
+    /// `grpc-status` ([`AuthErrorKind::grpc_code`]), `grpc-message` (percent-encoded), for
+    /// [`AuthErrorKind::Unavailable`] `grpc-status-details-bin` (a `google.rpc.Status` carrying
+    /// a `google.rpc.RetryInfo` with [`retry_after`](Self::retry_after) in whole seconds, rounded
+    /// up as `Retry-After` is), and an empty body: any body type with an empty [`Default`]
+    /// (`tonic::body::Body`, `axum::body::Body`, …).
+    pub fn into_grpc_response<B: Default>(self) -> Response<B> {
+        grpc::trailers_only(&self).map(|()| B::default())
+    }
 }
 
 /// An RFC 9457 `application/problem+json` answer (`no-store`): `type`, `title`, `status`,
@@ -245,10 +287,15 @@ pub(crate) fn problem<B: From<Bytes>>(
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(after) = retry_after {
-        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(after)));
     }
     response
+}
+
+/// A delay as `Retry-After` says it: whole seconds, rounded up, at least one.
+pub(crate) fn whole_seconds(after: Duration) -> u64 {
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 impl fmt::Debug for AuthError {
@@ -353,10 +400,8 @@ mod tests {
         let locked = AuthError::locked_out();
         assert_eq!(locked.kind(), AuthErrorKind::InvalidToken);
         assert_eq!(locked.rejection_reason(), "locked_out");
-        assert_eq!(
-            AuthError::new(AuthErrorKind::InvalidToken).rejection_reason(),
-            "invalid_token"
-        );
+        let invalid = AuthError::new(AuthErrorKind::InvalidToken);
+        assert_eq!(invalid.rejection_reason(), "invalid_token");
         let (status, _, body) = render(locked);
         assert_eq!(
             (status, body["error"].as_str()),
