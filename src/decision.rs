@@ -2,7 +2,8 @@
 //!
 //! Every decision of a [`RequirePermissionLayer`](crate::authz::RequirePermissionLayer) is
 //! emitted as a `tracing` event (target `claimcheck::authz`, fields `decision`, `requirement`,
-//! `provenance`, `age_ms`, `subject`) and inserted into the response extensions, allowed or not:
+//! `provenance`, `age_ms`, `subject`) inside the decision's `claimcheck.authorize` span (which
+//! records the same fields), and inserted into the response extensions, allowed or not:
 //!
 //! ```
 //! # async fn demo(response: http::Response<axum::body::Body>) {
@@ -170,6 +171,12 @@ impl Decision {
             tracing::field::display(&self.requirement),
             self.provenance.as_str(),
         );
+        // The decision's span (`claimcheck.authorize`), when it is the current one.
+        let span = tracing::Span::current();
+        span.record("decision", decision);
+        span.record("provenance", provenance);
+        span.record("age_ms", age_ms);
+        span.record("subject", subject);
         match self.outcome {
             Outcome::Unavailable => tracing::warn!(
                 target: "claimcheck::authz",

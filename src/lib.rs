@@ -48,6 +48,7 @@ pub mod readiness;
 mod recent;
 pub mod requirement;
 mod single_flight;
+mod spans;
 mod upstream;
 pub mod webhook;
 

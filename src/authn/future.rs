@@ -12,7 +12,7 @@ use tower::Service;
 use crate::claims::Claims;
 use crate::error::{AuthError, Protocol};
 
-type Verification = Pin<Box<dyn Future<Output = Result<Claims, AuthError>> + Send>>;
+pub(super) type Verification = Pin<Box<dyn Future<Output = Result<Claims, AuthError>> + Send>>;
 
 pin_project! {
     /// Response future of [`JwtAuth`](super::JwtAuth).

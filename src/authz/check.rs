@@ -8,6 +8,7 @@
 use std::fmt;
 
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 
 use super::RequirePermissionLayer;
 use super::decide::{self, Next};
@@ -15,6 +16,7 @@ use super::mode::{Mode, Verdict};
 use crate::claims::Claims;
 use crate::decision::Decision;
 use crate::error::AuthError;
+use crate::spans;
 
 /// What a [`check`](RequirePermissionLayer::check) answers when it does not allow: the answer
 /// the route layer would have given (403 `insufficient_scope`, 401 for a token the live source
@@ -125,6 +127,12 @@ impl<M: Mode> RequirePermissionLayer<M> {
     /// }
     /// ```
     pub async fn check(&self, claims: &Claims) -> Result<Decision, Rejection> {
+        let span = spans::authorize(&self.rule.requirement);
+        self.decide(claims).instrument(span).await
+    }
+
+    /// [`check`](Self::check), in its span.
+    async fn decide(&self, claims: &Claims) -> Result<Decision, Rejection> {
         let who = || decide::caller(claims);
         let rule = &*self.rule;
         let decision = match rule.mode.verdict(claims, &rule.requirement, rule.needs) {

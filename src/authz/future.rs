@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
+use tracing::Span;
 
 use super::decide::{self, Next};
 use crate::decision::Decision;
@@ -41,6 +42,7 @@ pin_project! {
             check: Check,
             requirement: Requirement,
             metrics: DecisionMetrics,
+            span: Span,
             request: Option<Request<ReqBody>>,
             service: S,
         },
@@ -81,6 +83,7 @@ where
         check: Check,
         requirement: Requirement,
         metrics: DecisionMetrics,
+        span: Span,
         request: Request<ReqBody>,
         service: S,
     ) -> Self {
@@ -89,6 +92,7 @@ where
                 check,
                 requirement,
                 metrics,
+                span,
                 request: Some(request),
                 service,
             },
@@ -132,6 +136,7 @@ where
                     check,
                     requirement,
                     metrics,
+                    span,
                     request,
                     service,
                 } => {
@@ -139,7 +144,9 @@ where
                     let request = request
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let next = decide::after_lookup(looked_up, requirement, metrics, &request);
+                    let next = span.in_scope(|| {
+                        decide::after_lookup(looked_up, requirement, metrics, &request)
+                    });
                     let state = Self::next(next, request, service).state;
                     this.state.set(state);
                 }
