@@ -12,7 +12,7 @@
 //! Two logs:
 //! - **in-process** (the default): publishing applies at once; nothing leaves the process. Right
 //!   for one replica, and what [`Auth::new`](crate::Auth::new) builds.
-//! - **Redis Streams** (cargo feature `redis`, [`RedisConfig`]): every replica appends to one
+//! - **Redis Streams** (cargo feature `redis`, `RedisConfig`): every replica appends to one
 //!   stream and follows it, so a webhook received by one replica reaches all of them in
 //!   milliseconds; see the README's "Running several replicas" for the guarantees.
 //!
