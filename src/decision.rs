@@ -171,12 +171,7 @@ impl Decision {
             tracing::field::display(&self.requirement),
             self.provenance.as_str(),
         );
-        // The decision's span (`claimcheck.authorize`), when it is the current one.
-        let span = tracing::Span::current();
-        span.record("decision", decision);
-        span.record("provenance", provenance);
-        span.record("age_ms", age_ms);
-        span.record("subject", subject);
+        crate::spans::decided(decision, provenance, age_ms, subject);
         match self.outcome {
             Outcome::Unavailable => tracing::warn!(
                 target: "claimcheck::authz",

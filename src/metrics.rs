@@ -4,19 +4,20 @@
 //!
 //! | name | type | labels | what |
 //! | --- | --- | --- | --- |
-//! | `claimcheck_decisions_total` | counter | `outcome`, `provenance`, `requirement` | authorization decisions: `allow`, `deny`, `unavailable`, `refused`; from `token`, `live-cache`, `live` or `coalesced`; the requirement as its `Display` (`any of (read:audit, admin:all)`) |
+//! | `claimcheck_decisions_total` | counter | `outcome`, `provenance`, `requirement` | authorization decisions: `allow`, `deny`, `unavailable`, `refused`; from `token`, `live-cache`, `live` or `coalesced`; the requirement as its `Display` (`any of (read:audit, admin:all)`), keys built at run time as `*` |
 //! | `claimcheck_authn_rejections_total` | counter | `reason` | requests the authentication layer refused: `missing_credentials`, `invalid_request`, `invalid_token`, `expired_token`, `locked_out`, `unavailable` (no signing keys) |
 //! | `claimcheck_token_mismatches_total` | counter | `claim` | `invalid_token` rejections a misconfiguration causes, by what did not match: `iss`, `aud`, `kid`, `alg` |
 //! | `claimcheck_live_lookups_total` | counter | `kind`, `result` | live facts a strict decision used, per kind (`permissions`, `roles`, `feature_flags`): `hit` (cache), `miss` (this request called upstream), `coalesced` (joined another's call) |
 //! | `claimcheck_upstream_requests_total` | counter | `endpoint`, `status` | HTTP requests to the issuer, by `endpoint` (`jwks`, `discovery`, `token`, `account_permissions`, `account_roles`, `account_feature_flags`, `management_permissions`, `management_roles`, `management_refresh_claims`) and status class (`2xx`, `3xx`, `4xx`, `5xx`, or `error`: no answer) |
 //! | `claimcheck_upstream_request_duration_seconds` | histogram | `endpoint` | their latency, to the response's headers |
-//! | `claimcheck_jwks_keys` | gauge | | usable signing keys after the last fetch |
-//! | `claimcheck_live_source_paused` | gauge | `kind` | 1 while upstream calls for that kind are paused after failures (strict routes answer 503), else 0 |
+//! | `claimcheck_jwks_keys` | gauge | | usable signing keys after the last fetch (of any verifier in the process) |
+//! | `claimcheck_live_source_paused` | gauge | `kind` | how many live checks have upstream calls for that kind paused after failures (strict routes answer 503): from the pause until a call succeeds again; 0 when none |
 //! | `claimcheck_webhooks_total` | counter | `event`, `result` | webhook deliveries: `event` a known Kinde type (`user.updated`, …) or `other`, `unknown` when refused before it was read; `result` `applied`, `ignored`, `duplicate`, `invalid`, `unsupported_media_type`, `unavailable`, `log_unavailable` |
 //! | `claimcheck_change_log_lag_seconds` | histogram | | Redis change log: time from a change's append to this replica applying it |
 //!
 //! Every label value comes from a fixed set or from the application's own code (route
-//! requirements); none carries a user id, an organization code, a token or a URL.
+//! requirements, where a key built at run time, perhaps from a caller's input, shows as `*`:
+//! `org *`); none carries a user id, an organization code, a token or a URL.
 //!
 //! Call [`describe`] once after installing a recorder to give each metric its unit and help
 //! text:
@@ -26,7 +27,7 @@
 //! claimcheck::metrics::describe();
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ::metrics::{Key, Label, Level, Metadata, Unit};
@@ -77,7 +78,7 @@ pub fn describe() {
     describe_gauge!(JWKS_KEYS, "Usable signing keys after the last fetch");
     describe_gauge!(
         LIVE_SOURCE_PAUSED,
-        "1 while upstream calls for a kind of live facts are paused"
+        "Live checks with upstream calls for a kind of facts paused after failures"
     );
     describe_counter!(WEBHOOKS_TOTAL, "Webhook deliveries");
     describe_histogram!(
@@ -102,17 +103,18 @@ const PROVENANCES: [Provenance; 4] = [
     Provenance::Coalesced,
 ];
 
-/// The decision counters of one requirement, keyed once when its layer is built: recording a
-/// decision then costs no allocation and no hashing of labels.
-#[derive(Debug, Clone)]
+/// The decision counters of one requirement, keyed on its first decision (a handler that
+/// builds a layer per request pays for none it does not record): recording a decision then
+/// costs no allocation and no hashing of labels.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct DecisionMetrics {
-    keys: Arc<[Key]>,
+    keys: Arc<OnceLock<Box<[Key]>>>,
 }
 
 impl DecisionMetrics {
-    pub(crate) fn new(requirement: &Requirement) -> Self {
-        let requirement = requirement.to_string();
-        let keys = OUTCOMES
+    fn keys(requirement: &Requirement) -> Box<[Key]> {
+        let requirement = requirement.metric_label();
+        OUTCOMES
             .iter()
             .flat_map(|outcome| {
                 PROVENANCES
@@ -127,8 +129,7 @@ impl DecisionMetrics {
                 ];
                 Key::from_parts(DECISIONS_TOTAL, labels)
             })
-            .collect();
-        Self { keys }
+            .collect()
     }
 
     /// Counts `decision` (made for this requirement).
@@ -146,7 +147,8 @@ impl DecisionMetrics {
             Provenance::Live => 2,
             Provenance::Coalesced => 3,
         };
-        if let Some(key) = self.keys.get(outcome * PROVENANCES.len() + provenance) {
+        let keys = self.keys.get_or_init(|| Self::keys(decision.requirement()));
+        if let Some(key) = keys.get(outcome * PROVENANCES.len() + provenance) {
             ::metrics::with_recorder(|recorder| {
                 recorder.register_counter(key, &METADATA).increment(1);
             });
@@ -224,9 +226,10 @@ pub(crate) fn jwks_keys(count: usize) {
     ::metrics::gauge!(JWKS_KEYS).set(count as f64);
 }
 
-/// Whether upstream calls for `kind` are paused.
-pub(crate) fn live_source_paused(kind: &'static str, paused: bool) {
-    ::metrics::gauge!(LIVE_SOURCE_PAUSED, "kind" => kind).set(if paused { 1.0 } else { 0.0 });
+/// One more (`1.0`) or one fewer (`-1.0`) breaker pausing upstream calls for `kind`: a
+/// count, so that one source recovering does not clear another's pause.
+pub(crate) fn live_source_paused(kind: &'static str, change: f64) {
+    ::metrics::gauge!(LIVE_SOURCE_PAUSED, "kind" => kind).increment(change);
 }
 
 /// Counts a webhook delivery.
@@ -247,7 +250,7 @@ mod tests {
 
     #[test]
     fn each_outcome_and_provenance_has_its_own_key() {
-        let metrics = DecisionMetrics::new(&Requirement::permission("read:x"));
+        let metrics = DecisionMetrics::default();
         let mut seen = std::collections::HashSet::new();
         for outcome in OUTCOMES {
             for provenance in PROVENANCES {
@@ -255,11 +258,11 @@ mod tests {
                 let decision = Decision::new(outcome, requirement, provenance, Age::Unknown);
                 let o = OUTCOMES.iter().position(|o| *o == outcome).unwrap();
                 let p = PROVENANCES.iter().position(|p| *p == provenance).unwrap();
-                let key = &metrics.keys[o * 4 + p];
+                metrics.record(&decision); // no recorder: a no-op, and no panic
+                let key = &metrics.keys.get().expect("keyed by the first")[o * 4 + p];
                 let labels: Vec<_> = key.labels().map(|l| l.value().to_owned()).collect();
                 assert_eq!(labels, [outcome.as_str(), provenance.as_str(), "read:x"]);
                 assert!(seen.insert(key.clone()));
-                metrics.record(&decision); // no recorder: a no-op, and no panic
             }
         }
         assert_eq!(seen.len(), 16);

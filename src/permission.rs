@@ -76,6 +76,14 @@ impl Permission {
         }
     }
 
+    /// The key, if it is a constant (`from_static`), not run-time input.
+    pub(crate) fn as_static(&self) -> Option<&'static str> {
+        match self.0 {
+            Cow::Borrowed(key) => Some(key),
+            Cow::Owned(_) => None,
+        }
+    }
+
     /// The key.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -48,17 +48,35 @@ pub(crate) enum Outcome {
     Anonymous,
 }
 
+/// The name of the authorization span.
+const AUTHORIZE: &str = "claimcheck.authorize";
+
 /// A new `claimcheck.authorize` span for `requirement`; [`Decision`](crate::decision::Decision)'s
 /// trace records the rest while it is entered.
 #[inline]
 pub(crate) fn authorize(requirement: &Requirement) -> Span {
     tracing::debug_span!(
         target: "claimcheck::authz",
-        "claimcheck.authorize",
+        AUTHORIZE,
         requirement = %requirement,
         decision = Empty,
         provenance = Empty,
         age_ms = Empty,
         subject = Empty,
     )
+}
+
+/// Records a decision on the current span, if that is its `claimcheck.authorize` span: when
+/// that span is filtered out, the current one is the application's, whose fields are not ours.
+pub(crate) fn decided(decision: &str, provenance: &str, age_ms: Option<u64>, subject: &str) {
+    let span = Span::current();
+    let ours = span
+        .metadata()
+        .is_some_and(|meta| meta.name() == AUTHORIZE && meta.target() == "claimcheck::authz");
+    if ours {
+        span.record("decision", decision);
+        span.record("provenance", provenance);
+        span.record("age_ms", age_ms);
+        span.record("subject", subject);
+    }
 }

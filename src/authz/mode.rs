@@ -38,7 +38,7 @@ impl<M> Rule<M> {
     pub(super) fn new(requirement: Requirement, mode: M) -> Self {
         Self {
             needs: requirement.needs(),
-            metrics: DecisionMetrics::new(&requirement),
+            metrics: DecisionMetrics::default(),
             requirement,
             mode,
         }

@@ -34,9 +34,18 @@ impl Protocol {
     /// claimcheck's layers, but its clients read a trailers-only answer's headers too).
     pub(crate) fn of(headers: &HeaderMap) -> Self {
         let prefix = APPLICATION_GRPC.as_bytes();
+        // `application/grpc`, then nothing, a `+codec`, parameters, or `-web…`: not any
+        // media type that merely starts with those letters (`application/grpcfoo`).
         let grpc = headers.get(header::CONTENT_TYPE).is_some_and(|value| {
             let value = value.as_bytes();
-            value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix)
+            let Some((head, rest)) = value.split_at_checked(prefix.len()) else {
+                return false;
+            };
+            head.eq_ignore_ascii_case(prefix) && {
+                let rest = strip_ignoring_case(rest, b"-web");
+                let rest = strip_ignoring_case(rest, b"-text");
+                matches!(rest.first(), None | Some(b'+' | b';' | b' '))
+            }
         });
         if grpc { Self::Grpc } else { Self::Http }
     }
@@ -188,6 +197,14 @@ impl From<AuthError> for tonic::Status {
             Some(details) => Self::with_details(code, message, Bytes::from(details)),
             None => Self::new(code, message),
         }
+    }
+}
+
+/// `value` without `prefix` (compared ignoring ASCII case), or `value` itself.
+fn strip_ignoring_case<'a>(value: &'a [u8], prefix: &[u8]) -> &'a [u8] {
+    match value.split_at_checked(prefix.len()) {
+        Some((head, rest)) if head.eq_ignore_ascii_case(prefix) => rest,
+        _ => value,
     }
 }
 
@@ -349,11 +366,21 @@ mod tests {
             "application/grpc+proto",
             "application/grpc+json",
             "application/grpc-web+proto",
+            "application/grpc-web-text",
+            "application/grpc; charset=utf-8",
             "Application/GRPC",
         ] {
             assert_eq!(protocol(Some(grpc)), Protocol::Grpc, "{grpc}");
         }
-        for http in ["application/json", "application/gr", "text/grpc", ""] {
+        let lookalikes = [
+            "application/grpcfoo",
+            "application/grpc-webby",
+            "application/grpc_",
+        ];
+        for http in ["application/json", "application/gr", "text/grpc", ""]
+            .into_iter()
+            .chain(lookalikes)
+        {
             assert_eq!(protocol(Some(http)), Protocol::Http, "{http}");
         }
         assert_eq!(protocol(None), Protocol::Http);

@@ -102,7 +102,7 @@ impl Breaker {
         let asked = match verdict {
             Verdict::Healthy => {
                 if state.paused_until.is_some() {
-                    crate::metrics::live_source_paused(self.kind, false);
+                    crate::metrics::live_source_paused(self.kind, -1.0);
                 }
                 *state = State::default();
                 return;
@@ -126,14 +126,25 @@ impl Breaker {
                 .max(asked.unwrap_or_default())
                 .min(self.config.max_pause),
         };
+        if state.paused_until.is_none() {
+            crate::metrics::live_source_paused(self.kind, 1.0);
+        }
         state.paused_until = Some(Instant::now() + pause);
-        crate::metrics::live_source_paused(self.kind, true);
         tracing::warn!(
             target: "claimcheck::live",
             failures = state.failures,
             pause_ms = pause.as_millis() as u64,
             "permission source failing: upstream calls paused"
         );
+    }
+}
+
+/// A breaker dropped while paused (its live check gone) no longer counts as paused.
+impl Drop for Breaker {
+    fn drop(&mut self) {
+        if self.state().paused_until.is_some() {
+            crate::metrics::live_source_paused(self.kind, -1.0);
+        }
     }
 }
 

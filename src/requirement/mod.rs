@@ -282,6 +282,43 @@ impl fmt::Display for Requirement {
     }
 }
 
+impl Requirement {
+    /// The requirement as a metric label: its `Display`, with each key built at run time
+    /// (`Permission::new`, `try_role`, …, possibly from a caller's input) shown as `*`, so
+    /// that no caller can grow the set of label values.
+    pub(crate) fn metric_label(&self) -> String {
+        let mut label = String::new();
+        self.write_label(&mut label);
+        label
+    }
+
+    fn write_label(&self, out: &mut String) {
+        let constant = |key: &Cow<'static, str>| match key {
+            Cow::Borrowed(key) => *key,
+            Cow::Owned(_) => "*",
+        };
+        let (word, parts) = match &self.0 {
+            Node::Permission(permission) => {
+                return out.push_str(permission.as_static().unwrap_or("*"));
+            }
+            Node::Role(key) => return out.push_str(&format!("role {}", constant(key))),
+            Node::Org(code) => return out.push_str(&format!("org {}", constant(code))),
+            Node::Flag(key) => return out.push_str(&format!("flag {}", constant(key))),
+            Node::AllOf(parts) => ("all of", parts),
+            Node::AnyOf(parts) => ("any of", parts),
+        };
+        out.push_str(word);
+        out.push_str(" (");
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            part.write_label(out);
+        }
+        out.push(')');
+    }
+}
+
 impl fmt::Debug for Requirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Requirement({self})")

@@ -114,3 +114,22 @@ fn role_panics_at_run_time_on_bad_input() {
     let key: &'static str = Box::leak(String::from("a b").into_boxed_str());
     let _ = Requirement::role(key);
 }
+
+#[test]
+fn metric_labels_hide_keys_built_at_run_time() {
+    let constant = any_of![
+        Requirement::permission("read:audit"),
+        Requirement::role("admin")
+    ];
+    assert_eq!(constant.metric_label(), "any of (read:audit, role admin)");
+    let from_a_path = Requirement::all([
+        Requirement::try_org("org_chosen_by_caller".to_owned()).unwrap(),
+        Permission::new("read:chosen").unwrap().into(),
+        Requirement::flag("beta"),
+    ]);
+    assert_eq!(from_a_path.metric_label(), "all of (org *, *, flag beta)");
+    assert_eq!(
+        from_a_path.to_string(),
+        "all of (org org_chosen_by_caller, read:chosen, flag beta)"
+    );
+}
