@@ -2,7 +2,7 @@
 //!
 //! | variable | meaning |
 //! | --- | --- |
-//! | `KINDE_ISSUER_URL` | `https://<sub>.kinde.com` or your custom domain (required, or `KINDE_DOMAIN`) |
+//! | `KINDE_ISSUER_URL` | `https://<sub>.kinde.com` or your custom domain, exactly as your tokens' `iss` (no trailing `/` for Kinde) (required, or `KINDE_DOMAIN`) |
 //! | `KINDE_DOMAIN` | fallback for the issuer; `https://` is added when it has no scheme |
 //! | `KINDE_AUDIENCE` | the API audience(s) tokens must carry, space-separated (required) |
 //! | `KINDE_JWKS_URL` | default `{issuer}/.well-known/jwks.json` |
@@ -50,7 +50,8 @@ impl KindeConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let issuer = crate::upstream::issuer_base(&issuer.into()).to_owned();
+        // Exactly as given: a token's `iss` is compared with it byte for byte.
+        let issuer = issuer.into();
         crate::upstream::check_url("KINDE_ISSUER_URL", &issuer)?;
         let audiences: Vec<String> = audiences.into_iter().map(Into::into).collect();
         if audiences.is_empty() || audiences.iter().any(String::is_empty) {
@@ -81,8 +82,11 @@ impl KindeConfig {
         };
         let issuer = match (var("KINDE_ISSUER_URL"), var("KINDE_DOMAIN")) {
             (Some(issuer), _) => issuer,
-            (None, Some(domain)) if domain.contains("://") => domain,
-            (None, Some(domain)) => format!("https://{domain}"),
+            // Kinde's issuer is its domain's origin: no trailing `/`.
+            (None, Some(domain)) if domain.contains("://") => {
+                crate::upstream::issuer_base(&domain).to_owned()
+            }
+            (None, Some(domain)) => format!("https://{}", crate::upstream::issuer_base(&domain)),
             (None, None) => return Err(ConfigError::Missing("KINDE_ISSUER_URL")),
         };
         let audiences = var("KINDE_AUDIENCE").ok_or(ConfigError::Missing("KINDE_AUDIENCE"))?;
@@ -176,7 +180,8 @@ impl KindeConfig {
         self
     }
 
-    /// The issuer, without a trailing `/`.
+    /// The issuer, exactly as configured (from `KINDE_DOMAIN`: `https://` and the domain, no
+    /// trailing `/`).
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
@@ -276,7 +281,18 @@ mod tests {
             ("KINDE_AUDIENCE", "api"),
         ])
         .unwrap();
-        assert_eq!(c.issuer(), "https://a.kinde.com");
+        // Exactly as written: tokens whose `iss` lacks the `/` would be refused (and the
+        // startup check and the traffic diagnosis say so).
+        assert_eq!(c.issuer(), "https://a.kinde.com/");
+        assert_eq!(c.jwks_url(), "https://a.kinde.com/.well-known/jwks.json");
+    }
+
+    #[test]
+    fn a_domain_is_made_kindes_issuer() {
+        for domain in ["a.kinde.com", "a.kinde.com/", "https://a.kinde.com/"] {
+            let c = from(&[("KINDE_DOMAIN", domain), ("KINDE_AUDIENCE", "api")]).unwrap();
+            assert_eq!(c.issuer(), "https://a.kinde.com", "{domain}");
+        }
     }
 
     #[test]

@@ -54,7 +54,9 @@ pub struct VerifierBuilder {
 
 impl Verifier {
     /// Starts a verifier for tokens issued by `issuer` (for Kinde `https://<sub>.kinde.com`,
-    /// or your custom domain). A trailing `/` is ignored.
+    /// or your custom domain), compared with each token's `iss` exactly as given: a trailing
+    /// `/` is meaningful (OpenID Connect Discovery §4.3), as some issuers put one in `iss`.
+    /// URLs built on it (the default JWKS location) work with either form.
     pub fn builder(issuer: impl Into<String>) -> VerifierBuilder {
         VerifierBuilder {
             issuer: issuer.into(),
@@ -203,7 +205,7 @@ impl VerifierBuilder {
     /// Checks the settings and builds the verifier. No network traffic happens here; call
     /// [`Verifier::warm_up`] to fetch the keys before serving.
     pub fn build(self) -> Result<Verifier, ConfigError> {
-        let issuer = crate::upstream::issuer_base(&self.issuer).to_owned();
+        let issuer = self.issuer;
         crate::upstream::check_url("issuer", &issuer)?;
         let jwks_url = self
             .jwks_url
@@ -309,11 +311,14 @@ mod tests {
     }
 
     #[test]
-    fn trailing_slash_is_ignored() {
-        let v = Verifier::builder("https://a.kinde.com/")
-            .audience("api")
-            .build()
-            .unwrap();
-        assert_eq!(v.issuer(), "https://a.kinde.com");
+    fn the_issuer_is_kept_exactly_and_urls_work_with_either_form() {
+        for issuer in ["https://a.kinde.com/", "https://a.kinde.com"] {
+            let v = Verifier::builder(issuer).audience("api").build().unwrap();
+            assert_eq!(v.issuer(), issuer);
+            assert_eq!(
+                v.key_store().jwks_url(),
+                "https://a.kinde.com/.well-known/jwks.json"
+            );
+        }
     }
 }
