@@ -8,9 +8,7 @@ mod common;
 #[path = "../examples/grpc.rs"]
 mod example;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -19,6 +17,7 @@ use claimcheck::Auth;
 use claimcheck::decision::{Decision, Outcome};
 use claimcheck::testing::{DEFAULT_ORG, FakeKinde, Fault};
 use common::Via;
+use common::example::{Killed, example_binary, first_line};
 use example::proto::{self, ListRequest, PayRequest, ReportsClient};
 use example::with_token;
 use tonic::Code;
@@ -347,30 +346,11 @@ async fn a_grpc_rejection_is_trailers_only_and_keeps_its_decision() {
     assert_eq!(known.headers()["grpc-status"], "12");
 }
 
-/// `target/<profile>/examples/grpc`, which `cargo test` builds before running tests.
-fn example_binary() -> PathBuf {
-    let mut path = std::env::current_exe().unwrap();
-    path.pop();
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.join("examples").join("grpc")
-}
-
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_example_binary_serves_against_a_configured_kinde() {
     let kinde = FakeKinde::start().await;
     let mut child = Killed(
-        Command::new(example_binary())
+        Command::new(example_binary("grpc"))
             .env_clear()
             .env("KINDE_ISSUER_URL", kinde.issuer())
             .env("KINDE_AUDIENCE", kinde.audience())
@@ -381,14 +361,7 @@ async fn the_example_binary_serves_against_a_configured_kinde() {
             .spawn()
             .expect("the grpc example is built"),
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
+    let line = first_line(&mut child).await;
     let addr: SocketAddr = line
         .trim()
         .strip_prefix("listening on http://")
@@ -418,7 +391,7 @@ async fn the_example_binary_serves_against_a_configured_kinde() {
 #[tokio::test]
 async fn the_example_walks_through_every_answer_without_configuration() {
     let output = tokio::task::spawn_blocking(|| {
-        Command::new(example_binary())
+        Command::new(example_binary("grpc"))
             .env_clear()
             .env("RUST_LOG", "off")
             .output()

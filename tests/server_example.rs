@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use claimcheck::testing::{DEFAULT_ORG, Endpoint, FakeKinde};
-use common::example::{Killed, example_binary, start_server};
+use common::example::{Killed, example_binary, first_line, start_server};
 
 #[tokio::test]
 async fn the_server_example_serves_health_whoami_me_and_reports() {
@@ -240,14 +239,7 @@ async fn under_strict_preflight_the_server_example_refuses_credentials_kinde_ref
     let mut warn = run("warn");
     warn.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = Killed(warn.spawn().unwrap());
-    let stdout = child.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
+    let line = first_line(&mut child).await;
     assert!(line.starts_with("listening on "), "{line}");
     drop(child);
 }

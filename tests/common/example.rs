@@ -74,14 +74,7 @@ pub async fn start_server(kinde: &FakeKinde, env: &[(&str, &str)]) -> (Killed, S
         command.env(name, value);
     }
     let mut child = Killed(command.spawn().unwrap());
-    let stdout = child.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
+    let line = first_line(&mut child).await;
     let base = line
         .trim()
         .strip_prefix("listening on ")
@@ -89,4 +82,17 @@ pub async fn start_server(kinde: &FakeKinde, env: &[(&str, &str)]) -> (Killed, S
         .to_owned();
     assert!(base.starts_with("http://127.0.0.1:"));
     (child, base)
+}
+
+/// The first line `child` (spawned with a piped stdout) prints: `listening on …` once it
+/// serves.
+pub async fn first_line(child: &mut Killed) -> String {
+    let stdout = child.0.stdout.take().expect("stdout is piped");
+    tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap()
 }
