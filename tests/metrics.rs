@@ -178,3 +178,48 @@ fn a_paused_live_source_shows_in_its_gauge_until_it_recovers() {
         })
     });
 }
+
+/// With replicas sharing the Redis change log, a change one publishes is applied by the other,
+/// and the time it took is recorded in `claimcheck_change_log_lag_seconds`.
+#[cfg(feature = "redis")]
+#[test]
+fn the_change_log_lag_is_recorded_when_another_replica_applies_a_change() {
+    use std::time::SystemTime;
+
+    use claimcheck::changes::Target;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let fleet = common::fleet::Fleet::start(2).await;
+            let lagged = || {
+                value(
+                    &handle.render(),
+                    "claimcheck_change_log_lag_seconds_count",
+                    &[],
+                )
+            };
+            let before = lagged();
+            let applied = fleet.replicas[1].applied();
+            let user = Target::User("kp_lagged".into());
+            fleet.a().auth.mark_changed(user, SystemTime::now());
+            common::fleet::until("the other replica applies the change", || {
+                fleet.replicas[1].applied() > applied
+            })
+            .await;
+            assert!(lagged() > before, "{}", handle.render());
+            let lag = value(
+                &handle.render(),
+                "claimcheck_change_log_lag_seconds_sum",
+                &[],
+            );
+            assert!((0.0..60.0).contains(&lag), "{lag}");
+        })
+    });
+}
