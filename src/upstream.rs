@@ -54,6 +54,12 @@ pub(crate) fn issuer_base(issuer: &str) -> &str {
     issuer.trim_end_matches('/')
 }
 
+/// Whether a token of `issuer` belongs to the business whose API is at `base` (the checked
+/// issuer URL its source was built on; either may end with `/`).
+pub(crate) fn same_issuer(issuer: &str, base: &url::Url) -> bool {
+    issuer_base(issuer) == issuer_base(base.as_str())
+}
+
 /// Kinde's JWKS location for `issuer`: `{issuer}/.well-known/jwks.json`.
 pub(crate) fn default_jwks_url(issuer: &str) -> String {
     format!("{}/.well-known/jwks.json", issuer_base(issuer))

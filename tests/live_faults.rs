@@ -373,7 +373,14 @@ async fn connection_refused_fails_closed() {
         format!("http://{}", listener.local_addr().unwrap())
     };
     let kinde = claimcheck::testing::FakeKinde::start().await;
-    let verifier = common::warm_verifier(&kinde).await;
+    // Tokens of the business at the closed port (its keys are the fake's): a live source
+    // answers only for its own issuer's users.
+    let verifier = common::fast(claimcheck::Verifier::builder(&closed))
+        .audience(kinde.audience())
+        .jwks_url(kinde.jwks_url())
+        .build()
+        .unwrap();
+    assert!(verifier.warm_up().await);
     for live in [
         claimcheck::live::LiveCheck::builder(
             claimcheck::live::KindeAccountApi::new(&closed).unwrap(),
@@ -383,7 +390,10 @@ async fn connection_refused_fails_closed() {
         ),
     ] {
         let h = common::start_live(spare().await, verifier.clone(), live.build()).await;
-        let token = kinde.user_token("kp_1").sign();
+        let token = kinde
+            .user_token("kp_1")
+            .claim("iss", closed.as_str())
+            .sign();
         let started = Instant::now();
         let answer = h.post("/payments", &token).await;
         assert_eq!(answer.status, 503, "{}", answer.body);

@@ -19,6 +19,7 @@
 //! let app: Router = Router::new().route("/me", get(me));
 //! ```
 
+mod profile;
 mod repr;
 
 use std::fmt;
@@ -31,6 +32,7 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use profile::{MachineToken, PermissionsClaim, Profile};
 pub(crate) use repr::Repr;
 
 use crate::error::{AuthError, AuthErrorKind};
@@ -81,6 +83,10 @@ pub struct Claims(Arc<Inner>);
 struct Inner {
     repr: Repr,
     token: AccessToken,
+    /// The issuer's profile recognised a machine token.
+    machine: bool,
+    /// The issuer's profile asks live for a claim a user token lacks.
+    live_for_absent: bool,
 }
 
 /// The caller's raw access token, as verified. Its `Debug` and `Display` print `[redacted]`;
@@ -116,11 +122,31 @@ impl fmt::Display for AccessToken {
 }
 
 impl Claims {
-    /// Builds claims from a verified payload `repr` and the whole `token` it came from (which
-    /// [`Claims::get`] and [`Claims::as_json`] decode again: the payload is not kept twice).
-    pub(crate) fn from_parts(repr: Repr, token: AccessToken) -> Self {
-        let repr = repr.normalised();
-        Self(Arc::new(Inner { repr, token }))
+    /// Builds claims from a verified payload `repr` (whose JSON text is `payload`) and the
+    /// whole `token` it came from (which [`Claims::get`] and [`Claims::as_json`] decode again:
+    /// the payload is not kept twice), read the issuer's `profile` way. Err: a claim the
+    /// profile reads is mistyped.
+    pub(crate) fn verified(
+        repr: Repr,
+        payload: &str,
+        token: AccessToken,
+        profile: &Profile,
+    ) -> Result<Self, &'static str> {
+        let mut repr = repr.normalised();
+        let reading = profile.read(&mut repr, payload)?;
+        Ok(Self(Arc::new(Inner {
+            repr,
+            token,
+            machine: reading.machine,
+            live_for_absent: reading.live_for_absent,
+        })))
+    }
+
+    /// [`Claims::verified`] with Kinde's profile, for a payload known to be claims.
+    #[cfg(any(test, feature = "test-util"))]
+    pub(crate) fn from_parts(repr: Repr, payload: &str, token: AccessToken) -> Self {
+        Self::verified(repr, payload, token, &Profile::kinde())
+            .expect("Kinde's profile reads nothing it cannot")
     }
 
     /// Claims for the JSON `payload`, as if verified, carried by a token shaped like a JWT but
@@ -130,7 +156,11 @@ impl Claims {
     pub(crate) fn unverified(payload: &str) -> Option<Self> {
         let repr: Repr = serde_json::from_str(payload).ok()?;
         let token = format!("e30.{}.dW5zaWduZWQ", URL_SAFE_NO_PAD.encode(payload));
-        Some(Self::from_parts(repr, AccessToken::new(Arc::from(token))))
+        Some(Self::from_parts(
+            repr,
+            payload,
+            AccessToken::new(Arc::from(token)),
+        ))
     }
 
     /// The crate's unit-test fixture: unverified claims with `iss` "i" and a far `exp`, plus
@@ -173,13 +203,15 @@ impl Claims {
         self.repr().org_code.as_deref()
     }
 
-    /// `permissions` (or `x-hasura-permissions`). `None` when the claim is absent, which Kinde
-    /// allows (workflows can strip it); `Some(&[])` when it is an empty array.
+    /// The user's permissions, from the claim the issuer's [`Profile`] names: `permissions`
+    /// (or `x-hasura-permissions`) for Kinde, `scope` for [`Profile::rfc9068`]. `None` when the
+    /// claim is absent, which Kinde allows (workflows can strip it); `Some(&[])` when it is
+    /// empty.
     pub fn permissions(&self) -> Option<&[String]> {
         self.repr().permissions.as_deref()
     }
 
-    /// Whether the `permissions` claim contains `permission`.
+    /// Whether [`permissions`](Self::permissions) contains `permission`.
     pub fn has_permission(&self, permission: &str) -> bool {
         self.permissions()
             .is_some_and(|p| p.iter().any(|have| have == permission))
@@ -249,9 +281,21 @@ impl Claims {
         &self.repr().gty
     }
 
-    /// Whether this is a machine-to-machine (client credentials) token.
+    /// `client_id`: the OAuth client the token was issued to (RFC 9068).
+    pub fn client_id(&self) -> Option<&str> {
+        self.repr().client_id.as_deref()
+    }
+
+    /// Whether this is a machine-to-machine (client credentials) token, as the issuer's
+    /// [`Profile`] recognises one (Kinde: `gty` contains `client_credentials`).
     pub fn is_machine(&self) -> bool {
-        self.grant_types().iter().any(|g| g == "client_credentials")
+        self.0.machine
+    }
+
+    /// Whether a claim this user token lacks may be asked of a live check (the issuer's
+    /// [`Profile::ask_live_when_absent`]).
+    pub(crate) fn asks_live_when_absent(&self) -> bool {
+        self.0.live_for_absent
     }
 
     /// Any claim, deserialized on demand from the verified payload (`email`, custom claims, …).
@@ -324,88 +368,4 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Claims {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn claims(json: &str) -> Claims {
-        Claims::unverified(json).unwrap()
-    }
-
-    #[test]
-    fn kinde_user_token_shapes() {
-        let c = claims(
-            r#"{"iss":"https://x.kinde.com","sub":"kp_1","aud":["api"],"exp":10,"iat":1,
-            "org_code":"org_1","permissions":["read:reports"],"scp":["openid"],
-            "roles":[{"id":"r1","key":"admin","name":"Admin"},"owner"],
-            "feature_flags":{"dark":{"t":"b","v":true},"theme":{"t":"s","v":"pink"},
-                             "limit":{"t":"i","v":5},"blob":{"t":"j","v":{"a":1}}},
-            "email":"a@b.c"}"#,
-        );
-        assert_eq!(c.subject(), Some("kp_1"));
-        assert_eq!(c.org_code(), Some("org_1"));
-        assert!(c.has_permission("read:reports"));
-        assert!(!c.has_permission("read"));
-        assert_eq!(c.roles()[0].key, "admin");
-        assert_eq!(c.roles()[1].key, "owner");
-        assert_eq!(c.feature_flag("dark"), Some(FeatureFlag::Bool(true)));
-        assert_eq!(
-            c.feature_flag("theme"),
-            Some(FeatureFlag::String("pink".into()))
-        );
-        assert_eq!(c.feature_flag("limit"), Some(FeatureFlag::Integer(5)));
-        assert!(matches!(
-            c.feature_flag("blob"),
-            Some(FeatureFlag::Other { .. })
-        ));
-        assert_eq!(c.get::<String>("email").as_deref(), Some("a@b.c"));
-        assert!(!c.is_machine());
-    }
-
-    #[test]
-    fn m2m_token_has_no_subject_and_scope_string() {
-        let c = claims(
-            r#"{"iss":"i","aud":"api","exp":10,"gty":["client_credentials"],"azp":"c1",
-            "scope":"read:users write:flags"}"#,
-        );
-        assert!(c.is_machine());
-        assert_eq!(c.subject(), None);
-        assert_eq!(c.audiences(), ["api"]);
-        assert_eq!(c.scopes(), ["read:users", "write:flags"]);
-    }
-
-    #[test]
-    fn hasura_fallbacks() {
-        let c = claims(
-            r#"{"iss":"i","aud":[],"exp":10,"x-hasura-permissions":["p:1"],
-            "x-hasura-org-code":"org_h","x-hasura-roles":["admin"],
-            "x-hasura-feature-flags":{"f":{"t":"b","v":false}}}"#,
-        );
-        assert_eq!(c.permissions(), Some(&["p:1".to_owned()][..]));
-        assert_eq!(c.org_code(), Some("org_h"));
-        assert_eq!(c.roles()[0].key, "admin");
-        assert_eq!(c.feature_flag("f"), Some(FeatureFlag::Bool(false)));
-    }
-
-    #[test]
-    fn absent_and_empty_permissions_differ() {
-        assert_eq!(claims(r#"{"iss":"i","exp":1}"#).permissions(), None);
-        assert_eq!(
-            claims(r#"{"iss":"i","exp":1,"permissions":[]}"#).permissions(),
-            Some(&[][..])
-        );
-    }
-
-    #[test]
-    fn wrongly_typed_registered_claims_are_rejected() {
-        for bad in [
-            r#"{"iss":["i"],"exp":1}"#,
-            r#"{"iss":"i","exp":"1"}"#,
-            r#"{"iss":"i","exp":1,"aud":5}"#,
-            r#"{"iss":"i","exp":1,"aud":[5]}"#,
-            r#"{"iss":"i","exp":1,"permissions":"read"}"#,
-            r#"{"iss":"i"}"#,
-        ] {
-            assert!(serde_json::from_str::<Repr>(bad).is_err(), "{bad}");
-        }
-    }
-}
+mod tests;

@@ -24,6 +24,8 @@ pub(crate) struct Repr {
     #[serde(default)]
     pub(super) azp: Option<String>,
     #[serde(default)]
+    pub(super) client_id: Option<String>,
+    #[serde(default)]
     pub(super) jti: Option<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     pub(super) gty: Vec<String>,
@@ -126,12 +128,22 @@ impl Repr {
         self
     }
 
+    /// The scopes as permissions: RFC 9068's `scope` (space-separated) when present, else
+    /// `scp`; `None` when the token has neither.
+    pub(super) fn scopes_if_present(&self) -> Option<Vec<String>> {
+        match &self.scope {
+            Some(scope) => Some(scope.split_ascii_whitespace().map(str::to_owned).collect()),
+            None => (!self.scp.is_empty()).then(|| self.scp.clone()),
+        }
+    }
+
     /// Heap bytes held by these claims: what a cache of them really costs.
     pub(super) fn heap_bytes(&self) -> usize {
         let lists = [&self.aud, &self.gty, &self.scp];
         let optional = [
             &self.sub,
             &self.azp,
+            &self.client_id,
             &self.jti,
             &self.scope,
             &self.org_code,
@@ -215,6 +227,23 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
         OneOrMany::One(s) => vec![s],
         OneOrMany::Many(v) => v,
     })
+}
+
+/// A JSON value as a list of strings: an array of strings, or one space-separated string.
+pub(super) fn one_or_many_text(value: serde_json::Value) -> Option<Vec<String>> {
+    match value {
+        serde_json::Value::String(s) => {
+            Some(s.split_ascii_whitespace().map(str::to_owned).collect())
+        }
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                serde_json::Value::String(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
 }
 
 fn roles<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Role>>, D::Error> {

@@ -10,6 +10,7 @@ use super::keys::{KeyStore, KeyTiming};
 use super::source::{FetchLimits, HttpJwksSource};
 use super::verifier::Inner;
 use crate::bearer::DEFAULT_MAX_TOKEN_BYTES;
+use crate::claims::Profile;
 use crate::error::ConfigError;
 
 /// Largest clock skew tolerated.
@@ -50,6 +51,8 @@ pub struct VerifierBuilder {
     cache_max_ttl: Duration,
     timing: KeyTiming,
     limits: FetchLimits,
+    profile: Profile,
+    others: Vec<Verifier>,
 }
 
 impl Verifier {
@@ -82,6 +85,8 @@ impl Verifier {
                 timeout: Duration::from_secs(5),
                 max_body_bytes: 256 * 1024,
             },
+            profile: Profile::kinde(),
+            others: Vec::new(),
         }
     }
 }
@@ -109,6 +114,47 @@ impl VerifierBuilder {
     /// The accepted signature algorithms. Default: `[RS256]` (Kinde signs with RS256 only).
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// How this issuer's tokens are read: where permissions are, what marks a machine token,
+    /// whether a claim a token lacks is asked live. Default [`Profile::kinde`]; use
+    /// [`Profile::rfc9068`] for other issuers (see [`Profile`]).
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// Also accepts tokens from `other`'s issuer (and from every issuer `other` accepts), each
+    /// verified with that verifier's own keys, audiences, algorithms, profile and limits: one
+    /// authentication layer for several tenants, or for a migration from one to another.
+    ///
+    /// Each token goes to the issuer its `iss` names exactly, read before any signature work:
+    /// a token naming no configured issuer is refused (401) without a key lookup or JWKS fetch,
+    /// and a token is only ever checked with the keys of the issuer it names (issuer A's token
+    /// with a key id of issuer B's is an unknown key to A). With one issuer, nothing is read
+    /// ahead. [`build`](Self::build) fails if an issuer is configured twice (compared exactly:
+    /// a trailing `/` makes another issuer) or there are more than 64. Kinde webhooks are
+    /// verified with this builder's own issuer's keys.
+    ///
+    /// ```
+    /// use claimcheck::Verifier;
+    /// use claimcheck::claims::Profile;
+    ///
+    /// let old_tenant = Verifier::builder("https://old.example.com/")
+    ///     .profile(Profile::rfc9068())
+    ///     .audience("my-api")
+    ///     .build()?;
+    /// let verifier = Verifier::builder("https://example.kinde.com")
+    ///     .audience("my-api")
+    ///     .other_issuer(old_tenant)
+    ///     .build()?;
+    /// let issuers: Vec<&str> = verifier.issuers().collect();
+    /// assert_eq!(issuers, ["https://example.kinde.com", "https://old.example.com/"]);
+    /// # Ok::<(), claimcheck::ConfigError>(())
+    /// ```
+    pub fn other_issuer(mut self, other: Verifier) -> Self {
+        self.others.push(other);
         self
     }
 
@@ -255,17 +301,22 @@ impl VerifierBuilder {
                 self.cache_max_ttl,
             )
         });
-        Ok(Verifier::from_inner(Inner {
-            issuer,
-            audiences: self.audiences,
-            algorithms: self.algorithms,
-            leeway,
-            max_token_age: self.max_token_age.map(|age| age.as_secs()),
-            max_token_bytes: self.max_token_bytes,
-            keys: KeyStore::new(source, timing),
-            cache,
-            diagnosis: Diagnosis::default(),
-        }))
+        let others = super::issuers::flatten(&issuer, self.others)?;
+        Ok(Verifier::from_inner(
+            Inner {
+                issuer,
+                audiences: self.audiences,
+                algorithms: self.algorithms,
+                leeway,
+                max_token_age: self.max_token_age.map(|age| age.as_secs()),
+                max_token_bytes: self.max_token_bytes,
+                keys: KeyStore::new(source, timing),
+                cache,
+                diagnosis: Diagnosis::default(),
+                profile: self.profile,
+            },
+            others,
+        ))
     }
 }
 

@@ -10,6 +10,7 @@ mod builder;
 mod cache;
 mod diagnose;
 mod ijson;
+mod issuers;
 mod jwk;
 mod keys;
 mod published;

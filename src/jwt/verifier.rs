@@ -12,7 +12,7 @@ use super::diagnose::Diagnosis;
 use super::ijson;
 use super::jwk::{Algorithm, VerifyingKey};
 use super::keys::{KeyError, KeyStore};
-use crate::claims::{AccessToken, Claims, Repr};
+use crate::claims::{AccessToken, Claims, Profile, Repr};
 use crate::clock::now_secs;
 use crate::error::{AuthError, AuthErrorKind};
 
@@ -36,9 +36,14 @@ use crate::error::{AuthError, AuthErrorKind};
 ///    `nbf` and `iat`, if present, not in the future (all with leeway); with a
 ///    [maximum token age](super::VerifierBuilder::max_token_age), `iat` present and recent
 ///    enough.
+///
+/// A verifier may accept [several issuers](super::VerifierBuilder::other_issuer), each token
+/// going to the one its `iss` names.
 #[derive(Clone)]
 pub struct Verifier {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
+    /// The other issuers accepted, each a verifier of one issuer (empty: this issuer only).
+    pub(super) others: Arc<[Verifier]>,
 }
 
 pub(crate) struct Inner {
@@ -50,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) max_token_bytes: usize,
     pub(crate) keys: KeyStore,
     pub(crate) cache: Option<TokenCache>,
+    /// How this issuer's claims are read.
+    pub(crate) profile: Profile,
     /// Explains, once a minute, rejections a misconfiguration causes.
     pub(crate) diagnosis: Diagnosis,
 }
@@ -88,26 +95,31 @@ struct Parsed<'a> {
 
 const MAX_HEADER_BYTES: usize = 1024;
 
-fn invalid(reason: &'static str) -> AuthError {
+pub(super) fn invalid(reason: &'static str) -> AuthError {
     tracing::debug!(reason, "credential rejected");
     AuthError::new(AuthErrorKind::InvalidToken)
 }
 
 impl Verifier {
-    pub(crate) fn from_inner(inner: Inner) -> Self {
+    pub(crate) fn from_inner(inner: Inner, others: Box<[Verifier]>) -> Self {
         Self {
             inner: Arc::new(inner),
+            others: others.into(),
         }
     }
 
-    /// The issuer tokens must come from.
+    /// The issuer tokens must come from (with [other issuers](super::VerifierBuilder::other_issuer),
+    /// the one this verifier was built for; see [`issuers`](Self::issuers) for all).
     pub fn issuer(&self) -> &str {
         &self.inner.issuer
     }
 
-    /// The largest token accepted, in bytes.
+    /// The largest token accepted, in bytes (of any issuer's).
     pub fn max_token_bytes(&self) -> usize {
-        self.inner.max_token_bytes
+        self.others
+            .iter()
+            .map(Verifier::max_token_bytes)
+            .fold(self.inner.max_token_bytes, usize::max)
     }
 
     /// What the verified-token cache holds now (zero when it is off).
@@ -129,10 +141,15 @@ impl Verifier {
         &self.inner.keys
     }
 
-    /// Fetches the issuer's keys now, so the first request does not pay for it. Returns whether
-    /// keys are available; a `false` is not fatal: requests answer 503 until the JWKS is reachable.
+    /// Fetches the issuer's keys now (every issuer's, when there are several), so the first
+    /// request does not pay for it. Returns whether keys are available for every issuer; a
+    /// `false` is not fatal: requests answer 503 until the JWKS is reachable.
     pub async fn warm_up(&self) -> bool {
-        let ok = self.inner.keys.warm_up().await;
+        let mut ok = true;
+        for other in self.others.iter() {
+            ok &= Box::pin(other.warm_up()).await;
+        }
+        ok &= self.inner.keys.warm_up().await;
         if !ok {
             tracing::warn!(
                 "JWKS unavailable at warm-up; requests answer 503 until it is reachable"
@@ -143,6 +160,10 @@ impl Verifier {
 
     /// Verifies `token` (the bare JWT, without `Bearer `).
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let verifier = self.route(token)?;
+        if !Arc::ptr_eq(&verifier.inner, &self.inner) {
+            return Box::pin(verifier.verify(token)).await;
+        }
         if let Step::Done(result) = self.try_verify(token.as_bytes()) {
             return result;
         }
@@ -195,6 +216,13 @@ impl Verifier {
         let Ok(token) = std::str::from_utf8(token) else {
             return Step::Done(Err(invalid("not a compact JWS")));
         };
+        match self.route(token) {
+            Ok(verifier) if !Arc::ptr_eq(&verifier.inner, &self.inner) => {
+                return verifier.try_verify_uncached(token.as_bytes());
+            }
+            Ok(_) => {}
+            Err(error) => return Step::Done(Err(error)),
+        }
         let parsed = match self.parse(token, self.inner.max_token_bytes) {
             Ok(parsed) => parsed,
             Err(e) => return Step::Done(Err(e)),
@@ -209,6 +237,17 @@ impl Verifier {
     /// The claims of `token` from the cache, if it was verified before with a key the issuer
     /// still publishes. Compared byte for byte, so a hit is a token that passed every check.
     pub(crate) fn cached(&self, token: &[u8]) -> Option<Claims> {
+        let own = self.cached_here(token);
+        if own.is_some() || self.others.is_empty() {
+            return own;
+        }
+        self.others
+            .iter()
+            .find_map(|other| other.cached_here(token))
+    }
+
+    /// [`cached`](Self::cached) in this issuer's own cache.
+    fn cached_here(&self, token: &[u8]) -> Option<Claims> {
         let cache = self.inner.cache.as_ref()?;
         let now_ms = crate::clock::now_ms();
         let hit = cache.get(token, now_ms)?;
@@ -320,7 +359,8 @@ impl Verifier {
             serde_json::from_str(&payload).map_err(|_| invalid("claims malformed or mistyped"))?;
         let valid_until = self.check_claims(&repr)?;
         let token = AccessToken::new(Arc::from(token));
-        let claims = Claims::from_parts(repr, token);
+        let claims =
+            Claims::verified(repr, &payload, token, &self.inner.profile).map_err(invalid)?;
         if let Some(cache) = &self.inner.cache {
             let entry = Verified::new(claims.clone(), key, epoch, valid_until);
             cache.insert(entry, crate::clock::now_ms());
@@ -383,6 +423,7 @@ impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
             .field("issuer", &self.inner.issuer)
+            .field("other_issuers", &self.others)
             .field("audiences", &self.inner.audiences)
             .field("algorithms", &self.inner.algorithms)
             .field("leeway", &self.inner.leeway)

@@ -164,6 +164,12 @@ impl KindeAccountApi {
         &self,
         query: &PermissionQuery,
     ) -> Result<Vec<D::Item>, SourceError> {
+        if !upstream::same_issuer(query.issuer(), &self.base) {
+            return Err(SourceError::other_issuer(
+                query.issuer(),
+                self.base.as_str(),
+            ));
+        }
         // The verifier's leeway lets a just-expired token in here; Kinde has none for it.
         let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
         if query.claims().expires_at() <= now {

@@ -96,6 +96,19 @@ impl SourceError {
         }
     }
 
+    /// The source serves the Kinde business at `base`, and a token of `issuer` reached it (a
+    /// route behind several issuers): nothing is sent (the caller's token is never shown to
+    /// another issuer); the route answers 500, as for any misconfiguration.
+    pub(crate) fn other_issuer(issuer: &str, base: &str) -> Self {
+        Self {
+            reason: Cow::Owned(format!(
+                "a token of the issuer {issuer:?} reached the live source of {base:?}:                  route only that issuer's tokens to it"
+            )),
+            retry_after: None,
+            blame: Blame::Unsupported,
+        }
+    }
+
     /// Whether the source does not provide what was asked (a misconfiguration).
     pub(crate) fn is_unsupported(&self) -> bool {
         self.blame == Blame::Unsupported

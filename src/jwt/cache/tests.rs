@@ -20,7 +20,7 @@ fn verified(json: &str, valid_until: i64) -> Arc<Verified> {
 fn signed(json: &str, signature: &str, valid_until: i64) -> Arc<Verified> {
     let repr: Repr = serde_json::from_str(json).unwrap();
     let token = format!("e30.{}.{signature}", URL_SAFE_NO_PAD.encode(json));
-    let claims = Claims::from_parts(repr, AccessToken::new(Arc::from(token)));
+    let claims = Claims::from_parts(repr, json, AccessToken::new(Arc::from(token)));
     Verified::new(claims, VerifyingKey::test_key(), 0, valid_until)
 }
 

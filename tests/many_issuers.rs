@@ -1,0 +1,199 @@
+//! Several issuers on one authentication layer (issue 15, item 5): each token goes to the
+//! issuer its `iss` names, before any signature work, and is checked with that issuer's keys,
+//! audiences and profile only. Two FakeKindes on loopback: A (Kinde's profile) and B (a generic
+//! RFC 9068 issuer with a trailing-slash issuer and its own audience), and tokens crossing over.
+
+mod common;
+
+use claimcheck::claims::Profile;
+use claimcheck::testing::{Endpoint, FakeKinde};
+use claimcheck::{AuthErrorKind, ConfigError, Verifier};
+use common::{Harness, fast, start_with, verifier_for};
+
+const B_AUDIENCE: &str = "https://api.example.com";
+
+/// A's harness, whose verifier also accepts B (`{B}/`, generic profile, audience B_AUDIENCE).
+async fn two_issuers() -> (Harness, FakeKinde) {
+    let a = FakeKinde::start().await;
+    let b = FakeKinde::start_with_audience(B_AUDIENCE).await;
+    let verifier = verifier_for(&a)
+        .other_issuer(b_verifier(&b))
+        .build()
+        .unwrap();
+    assert!(verifier.warm_up().await, "both key sets fetched");
+    (start_with(a, verifier).await, b)
+}
+
+fn b_issuer(b: &FakeKinde) -> String {
+    format!("{}/", b.issuer())
+}
+
+fn b_verifier(b: &FakeKinde) -> Verifier {
+    fast(Verifier::builder(b_issuer(b)))
+        .audience(B_AUDIENCE)
+        .profile(Profile::rfc9068())
+        .build()
+        .unwrap()
+}
+
+/// A token B issues: its `iss` (with the slash), `typ: at+jwt`, scopes in `scope`.
+fn b_token(b: &FakeKinde, scope: &str) -> claimcheck::testing::TokenBuilder {
+    b.user_token("b-user")
+        .claim("iss", b_issuer(b))
+        .without_claim("permissions")
+        .header("typ", "at+jwt")
+        .claim("client_id", "b-app")
+        .claim("scope", scope)
+}
+
+#[tokio::test]
+async fn each_issuer_verifies_its_own_tokens_its_own_way() {
+    let (h, b) = two_issuers().await;
+    let a_token = h
+        .kinde
+        .user_token("a-user")
+        .permissions(["read:reports"])
+        .sign();
+    assert_eq!(h.get("/reports", Some(&a_token)).await.status, 200);
+    let b_granted = b_token(&b, "read:reports").sign();
+    assert_eq!(h.get("/reports", Some(&b_granted)).await.status, 200);
+    let me = h.get("/me", Some(&b_granted)).await.json();
+    assert_eq!(me["sub"], "b-user");
+    assert_eq!(me["permissions"], serde_json::json!(["read:reports"]));
+    // B's profile: a missing grant is a 403, never a call to A's (Kinde's) live API.
+    let b_bare = b_token(&b, "openid").sign();
+    assert_eq!(h.get("/reports", Some(&b_bare)).await.status, 403);
+    assert_eq!(h.kinde.calls(Endpoint::AccountPermissions), 0);
+    // Cached tokens of either issuer are served again.
+    assert_eq!(h.get("/reports", Some(&b_granted)).await.status, 200);
+    assert_eq!(h.get("/reports", Some(&a_token)).await.status, 200);
+    let issuers: Vec<&str> = h.verifier.issuers().collect();
+    assert_eq!(issuers, [h.kinde.issuer(), b_issuer(&b).as_str()]);
+}
+
+#[tokio::test]
+async fn tokens_crossing_issuers_are_refused() {
+    let (h, b) = two_issuers().await;
+    let (a_iss, b_iss) = (h.kinde.issuer().to_owned(), b_issuer(&b));
+    let refused = [
+        // A's issuer, signed with B's key (B's kid): an unknown key to A.
+        b.user_token("x")
+            .claim("iss", a_iss.as_str())
+            .permissions(["read:reports"])
+            .sign(),
+        // B's issuer, signed with A's key.
+        h.kinde
+            .user_token("x")
+            .claim("iss", b_iss.as_str())
+            .claim("scope", "read:reports")
+            .audience(B_AUDIENCE)
+            .sign(),
+        // A's issuer with B's audience, properly signed by A.
+        h.kinde
+            .user_token("x")
+            .audience(B_AUDIENCE)
+            .permissions(["read:reports"])
+            .sign(),
+        // B's issuer with A's audience, properly signed by B.
+        b_token(&b, "read:reports")
+            .audience(h.kinde.audience())
+            .sign(),
+        // B's issuer without its trailing slash: another issuer.
+        b_token(&b, "read:reports").claim("iss", b.issuer()).sign(),
+        // The issuer named twice.
+        b_token(&b, "read:reports")
+            .raw_payload(format!(
+                r#"{{"iss":"{b_iss}","iss":"{a_iss}","aud":"{B_AUDIENCE}","exp":9999999999}}"#
+            ))
+            .sign(),
+        // No issuer, or not a string.
+        b_token(&b, "read:reports").without_claim("iss").sign(),
+        b_token(&b, "read:reports")
+            .claim("iss", serde_json::json!([b_iss.as_str()]))
+            .sign(),
+    ];
+    for (i, token) in refused.iter().enumerate() {
+        let answer = h.get("/reports", Some(token)).await;
+        assert_eq!(answer.status, 401, "case {i}: {}", answer.body);
+        answer.assert_invalid_token();
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_issuer_costs_no_key_lookup_even_cold() {
+    let a = FakeKinde::start().await;
+    let b = FakeKinde::start_with_audience(B_AUDIENCE).await;
+    // Never warmed up: a token of a known issuer would make the first fetch.
+    let verifier = verifier_for(&a)
+        .other_issuer(b_verifier(&b))
+        .build()
+        .unwrap();
+    let stranger = FakeKinde::start().await;
+    let h = start_with(a, verifier).await;
+    for _ in 0..20 {
+        let token = stranger
+            .user_token("x")
+            .permissions(["read:reports"])
+            .sign();
+        let answer = h.get("/reports", Some(&token)).await;
+        // Refused as a bad token, not 503 for keys nobody has: no fetch was tried.
+        answer.assert_invalid_token();
+    }
+    for kinde in [&h.kinde, &b, &stranger] {
+        assert_eq!(kinde.calls(Endpoint::Jwks), 0);
+        assert_eq!(kinde.calls(Endpoint::Discovery), 0);
+    }
+    // A known issuer's token then fetches its own keys only.
+    let b_granted = b_token(&b, "read:reports").sign();
+    assert_eq!(h.get("/reports", Some(&b_granted)).await.status, 200);
+    assert_eq!(h.kinde.calls(Endpoint::Jwks), 0);
+    assert!(b.calls(Endpoint::Jwks) >= 1);
+}
+
+#[tokio::test]
+async fn an_issuer_configured_twice_is_a_configuration_error() {
+    let a = FakeKinde::start().await;
+    let again = || verifier_for(&a).build().unwrap();
+    let twice = verifier_for(&a).other_issuer(again()).build().unwrap_err();
+    assert!(matches!(twice, ConfigError::Invalid { .. }), "{twice}");
+    assert!(twice.to_string().contains(a.issuer()), "{twice}");
+    // Nested lists are flattened: A + (B + A) names A twice.
+    let b = FakeKinde::start_with_audience(B_AUDIENCE).await;
+    let b_and_a = fast(Verifier::builder(b_issuer(&b)))
+        .audience(B_AUDIENCE)
+        .other_issuer(again())
+        .build()
+        .unwrap();
+    assert!(verifier_for(&a).other_issuer(b_and_a).build().is_err());
+    // Garbage never panics on the dispatch path.
+    let verifier = verifier_for(&a)
+        .other_issuer(b_verifier(&b))
+        .build()
+        .unwrap();
+    for junk in ["", ".", "..", "a.b.c", "e30.e30.e30", "x.eyJpc3MiOjF9.y"] {
+        let err = verifier.verify(junk).await.unwrap_err();
+        assert_eq!(err.kind(), AuthErrorKind::InvalidToken, "{junk:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_live_source_never_sees_another_issuers_token() {
+    // The harness's strict routes ask A's Account API with the caller's token: a token of B
+    // reaching one is a misconfiguration (500), and B's token is never sent to A.
+    let (h, b) = two_issuers().await;
+    let b_user = b_token(&b, "create:payments").sign();
+    let answer = h.post("/payments", &b_user).await;
+    assert_eq!(answer.status, 500, "{}", answer.body);
+    assert_eq!(h.kinde.calls(Endpoint::AccountPermissions), 0);
+    assert_eq!(b.calls(Endpoint::AccountPermissions), 0);
+    assert_eq!(h.runs(), 0);
+    // A's own users are looked up as ever.
+    h.kinde.grant(
+        claimcheck::testing::DEFAULT_ORG,
+        "a-user",
+        "create:payments",
+    );
+    let a_user = h.kinde.user_token("a-user").sign();
+    assert_eq!(h.post("/payments", &a_user).await.status, 200);
+    assert_eq!(h.kinde.calls(Endpoint::AccountPermissions), 1);
+}
