@@ -170,9 +170,18 @@ async fn an_issuer_configured_twice_is_a_configuration_error() {
         .other_issuer(b_verifier(&b))
         .build()
         .unwrap();
-    for junk in ["", ".", "..", "a.b.c", "e30.e30.e30", "x.eyJpc3MiOjF9.y"] {
+    let huge = format!("e30.{}.c2ln", "A".repeat(4 << 20));
+    for junk in [
+        "",
+        ".",
+        "..",
+        "a.b.c",
+        "e30.e30.e30",
+        "x.eyJpc3MiOjF9.y",
+        &huge,
+    ] {
         let err = verifier.verify(junk).await.unwrap_err();
-        assert_eq!(err.kind(), AuthErrorKind::InvalidToken, "{junk:?}");
+        assert_eq!(err.kind(), AuthErrorKind::InvalidToken, "{:.20}", junk);
     }
 }
 
@@ -196,4 +205,34 @@ async fn a_live_source_never_sees_another_issuers_token() {
     let a_user = h.kinde.user_token("a-user").sign();
     assert_eq!(h.post("/payments", &a_user).await.status, 200);
     assert_eq!(h.kinde.calls(Endpoint::AccountPermissions), 1);
+}
+
+#[tokio::test]
+async fn changes_told_about_kindes_users_do_not_unsettle_another_issuers_tokens() {
+    use claimcheck::changes::Target;
+    let (h, b) = two_issuers().await;
+    let b_granted = b_token(&b, "read:reports").sign();
+    let a_granted = h
+        .kinde
+        .user_token("a-user")
+        .permissions(["read:reports"])
+        .sign();
+    // A change for everyone (a Kinde `role.updated`, say), stamped after both tokens.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    h.auth.mark_changed(Target::Everyone, later);
+    h.auth.mark_changed(Target::User("b-user".into()), later);
+    // A's token is no longer trusted: decided live (the fake grants nothing: 403).
+    let answer = h.get("/reports", Some(&a_granted)).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert_eq!(answer.source.as_deref(), Some("live"));
+    // B has no live lookups: its token decides, never a 500 from A's live source.
+    let answer = h.get("/reports", Some(&b_granted)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.source.as_deref(), Some("token"));
+    assert_eq!(b.calls(Endpoint::AccountPermissions), 0);
+    // A lock-out, by contrast, refuses the user's tokens whoever issued them.
+    h.auth.lock_out_user("b-user", later);
+    h.get("/reports", Some(&b_granted))
+        .await
+        .assert_invalid_token();
 }

@@ -102,9 +102,9 @@ impl Strict {
 impl sealed::Decide for TokenTrusted {
     fn verdict(&self, claims: &Claims, requirement: &Requirement, needs: Needs) -> Verdict {
         let facts = TokenFacts::of(claims);
-        // Machine tokens have no live facts; a requirement of the organization alone is the
-        // token's to answer.
-        if facts.is_machine() || needs.is_nothing() {
+        // Machine tokens have no live facts, nor have users of an issuer whose profile makes no
+        // live lookups; a requirement of the organization alone is the token's to answer.
+        if facts.is_machine() || needs.is_nothing() || !claims.looks_up_live() {
             return Verdict::Decided(from_facts(&facts, requirement));
         }
         // Claims older than a change Kinde told us about are not trusted: decide live. When

@@ -85,8 +85,8 @@ struct Inner {
     token: AccessToken,
     /// The issuer's profile recognised a machine token.
     machine: bool,
-    /// The issuer's profile asks live for a claim a user token lacks.
-    live_for_absent: bool,
+    /// The issuer's profile looks its users up live when the token cannot be trusted alone.
+    live_lookups: bool,
 }
 
 /// The caller's raw access token, as verified. Its `Debug` and `Display` print `[redacted]`;
@@ -138,7 +138,7 @@ impl Claims {
             repr,
             token,
             machine: reading.machine,
-            live_for_absent: reading.live_for_absent,
+            live_lookups: reading.live_lookups,
         })))
     }
 
@@ -292,10 +292,10 @@ impl Claims {
         self.0.machine
     }
 
-    /// Whether a claim this user token lacks may be asked of a live check (the issuer's
-    /// [`Profile::ask_live_when_absent`]).
-    pub(crate) fn asks_live_when_absent(&self) -> bool {
-        self.0.live_for_absent
+    /// Whether this user may be looked up live when the token cannot be trusted alone (the
+    /// issuer's [`Profile::live_lookups`]).
+    pub(crate) fn looks_up_live(&self) -> bool {
+        self.0.live_lookups
     }
 
     /// Any claim, deserialized on demand from the verified payload (`email`, custom claims, …).

@@ -48,6 +48,7 @@ pub enum MachineToken {
 /// | a machine token | `gty` contains `client_credentials` | `sub` equals `client_id`; or Auth0's `gty: client-credentials` with `sub` ending in `@clients`; or Kinde's `gty` |
 /// | a machine's permissions | its scopes (`scp` or `scope`) | its scopes |
 /// | a claim the token lacks | asked live, when the route has a live check | not held: 403 |
+/// | a token issued before a change (webhook, invalidation) | decided live | decided from the token |
 ///
 /// ```
 /// use claimcheck::Verifier;
@@ -67,7 +68,7 @@ pub enum MachineToken {
 pub struct Profile {
     permissions: PermissionsClaim,
     machines: Arc<[MachineToken]>,
-    live_for_absent: bool,
+    live_lookups: bool,
 }
 
 impl Default for Profile {
@@ -80,24 +81,24 @@ impl Default for Profile {
 /// What a profile made of a token's claims.
 pub(crate) struct Reading {
     pub(crate) machine: bool,
-    pub(crate) live_for_absent: bool,
+    pub(crate) live_lookups: bool,
 }
 
 impl Profile {
-    /// Kinde's tokens: permissions in `permissions`, machines marked by `gty`, and a claim a
-    /// user token lacks (Kinde lets workflows strip `permissions` and `feature_flags`, and adds
-    /// `roles` only when asked) is asked of the route's live check.
+    /// Kinde's tokens: permissions in `permissions`, machines marked by `gty`, and users looked
+    /// up live when their token cannot be trusted alone (Kinde lets workflows strip
+    /// `permissions` and `feature_flags`, and adds `roles` only when asked).
     pub fn kinde() -> Self {
         Self {
             permissions: PermissionsClaim::Permissions,
             machines: Arc::new([MachineToken::KindeGrantType]),
-            live_for_absent: true,
+            live_lookups: true,
         }
     }
 
     /// RFC 9068 JWT access tokens from any standards-compliant issuer: permissions are the
-    /// token's `scope`, a machine token is recognised by every [`MachineToken`] rule, and a
-    /// claim the token lacks is not held (the issuer has no Kinde live API to ask): 403.
+    /// token's `scope`, a machine token is recognised by every [`MachineToken`] rule, and no
+    /// live lookups (the issuer has no Kinde API to ask): a claim the token lacks is not held.
     pub fn rfc9068() -> Self {
         Self {
             permissions: PermissionsClaim::Scope,
@@ -106,7 +107,7 @@ impl Profile {
                 MachineToken::Auth0ClientCredentials,
                 MachineToken::KindeGrantType,
             ]),
-            live_for_absent: false,
+            live_lookups: false,
         }
     }
 
@@ -126,12 +127,17 @@ impl Profile {
         }
     }
 
-    /// Whether a claim a user token lacks (`permissions`, `roles`, `feature_flags`) is asked of
-    /// a token-trusted route's live fallback (`true`), or simply not held (`false`: 403).
-    /// Strict routes ask their live check whatever this says.
-    pub fn ask_live_when_absent(self, ask: bool) -> Self {
+    /// Whether token-trusted routes look this issuer's users up live (with the route's live
+    /// fallback) when their token cannot be trusted alone: for a claim the token lacks
+    /// (`permissions`, `roles`, `feature_flags`), and for a token issued before a change the
+    /// application was told of (a Kinde webhook, [`Auth::invalidate_user`](crate::Auth::invalidate_user)).
+    /// Kinde: `true`. Off (the [`rfc9068`](Self::rfc9068) preset), what a token lacks is not
+    /// held (403), and the token's claims decide however old: such changes concern the Kinde
+    /// business the application's webhooks and live source belong to, not this issuer (strict
+    /// routes ask their live check whatever this says).
+    pub fn live_lookups(self, ask: bool) -> Self {
         Self {
-            live_for_absent: ask,
+            live_lookups: ask,
             ..self
         }
     }
@@ -153,7 +159,7 @@ impl Profile {
         let machine = self.machines.iter().any(|rule| rule.matches(repr));
         Ok(Reading {
             machine,
-            live_for_absent: self.live_for_absent,
+            live_lookups: self.live_lookups,
         })
     }
 }
@@ -229,7 +235,7 @@ mod tests {
         );
         let reading = reading.unwrap();
         assert!(!reading.machine);
-        assert!(!reading.live_for_absent);
+        assert!(!reading.live_lookups);
         let (repr, _) = read(&generic, r#"{"iss":"i","exp":1,"sub":"u1"}"#);
         assert_eq!(repr.permissions, None, "no scope: no permissions");
         for machine in [

@@ -57,6 +57,10 @@ impl Verifier {
         if self.others.is_empty() {
             return Ok(self);
         }
+        // Nothing is decoded past the largest size any issuer accepts.
+        if token.len() > self.max_token_bytes() {
+            return Err(invalid("token over the size cap"));
+        }
         let iss = peek_issuer(token).ok_or_else(|| invalid("no iss"))?;
         choose(self, &self.others, &iss).ok_or_else(|| {
             let configured: Vec<&str> = self.issuers().collect();

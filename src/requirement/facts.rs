@@ -68,13 +68,12 @@ impl<'a> TokenFacts<'a> {
     }
 
     /// Whether this user token lacks a claim `needs` names (Kinde lets workflows strip
-    /// `permissions` and `feature_flags`; `roles` is opt-in) that its issuer's profile says to
-    /// ask live. Machine tokens lack nothing: they have no live facts; nor do tokens of an
-    /// issuer without a live API (what they lack, they do not hold).
+    /// `permissions` and `feature_flags`; `roles` is opt-in): those can only be known live.
+    /// Machine tokens lack nothing: they have no live facts.
     #[inline]
     pub(crate) fn lacks(&self, needs: Needs) -> bool {
         let claims = self.claims;
-        if self.machine || !claims.asks_live_when_absent() {
+        if self.machine {
             return false;
         }
         (needs.covers(Needs::PERMISSIONS) && claims.permissions().is_none())
