@@ -6,21 +6,26 @@
 //! - Withdrawing a key (or replacing one under its kid) bumps the **epoch**, so whatever was
 //!   verified with it can tell, with one atomic load, whether to look again.
 //! - A failed fetch publishes nothing: the last good keys stay in service (stale-if-error).
+//! - A set that holds keys but none usable (an EC-only JWKS for an RS256-only verifier) is
+//!   published as it is (no key), and said once when it arrives, again only if what it holds
+//!   changes: the key store warns, naming what it holds and what is allowed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use jwks_client_rs::JsonWebKeySet;
-
-use super::jwk::{Algorithm, VerifyingKey};
+use super::algorithm::Algorithm;
+use super::source::Fetched;
+use super::verifying_key::{Material, VerifyingKey};
 
 /// The keys currently served, by kid.
 pub(crate) struct KeyMap {
     pub(crate) keys: HashMap<Box<str>, Arc<VerifyingKey>>,
     /// When the set was fetched; `None` while no set was ever obtained.
     pub(crate) fetched_at: Option<Instant>,
+    /// What the set's keys were, usable or not (`ES256 (EC P-256), RS256`); empty for none.
+    pub(crate) found: String,
 }
 
 /// The key map and its epoch, shared by the key store's fetches (writers) and requests
@@ -36,6 +41,7 @@ impl Published {
             map: RwLock::new(Arc::new(KeyMap {
                 keys: HashMap::new(),
                 fetched_at: None,
+                found: String::new(),
             })),
             epoch: AtomicU64::new(0),
         }
@@ -50,10 +56,17 @@ impl Published {
         self.map.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Puts the usable keys of `set` in service.
-    pub(crate) fn publish(&self, set: JsonWebKeySet) {
+    /// Puts the usable keys of `fetched` in service. Returns whether a set with keys, none of
+    /// them usable, has just arrived (the first set, the first after usable keys, or one
+    /// holding other keys than the last): the caller warns about it.
+    pub(crate) fn publish(&self, fetched: Fetched) -> bool {
         let previous = self.current();
-        let map = build(set, &previous);
+        let map = build(fetched, &previous);
+        let unusable = map.keys.is_empty()
+            && !map.found.is_empty()
+            && (previous.fetched_at.is_none()
+                || !previous.keys.is_empty()
+                || previous.found != map.found);
         let withdrawn: Vec<&str> = previous
             .keys
             .iter()
@@ -69,38 +82,39 @@ impl Published {
             tracing::info!(kids = ?withdrawn, "JWKS keys withdrawn: tokens they verified are dropped");
             self.epoch.fetch_add(1, Ordering::AcqRel);
         }
+        unusable
     }
 }
 
-/// The map of `set`'s RSA keys, reusing `previous`'s key for every unchanged kid. A key whose
+/// The map of `fetched`'s keys, reusing `previous`'s key for every unchanged kid. A key whose
 /// material cannot be used is dropped alone, with a warning.
-fn build(set: JsonWebKeySet, previous: &KeyMap) -> KeyMap {
+fn build(fetched: Fetched, previous: &KeyMap) -> KeyMap {
     let mut keys = HashMap::new();
-    for jwk in set.keys() {
-        let Ok(rsa) = jwk.as_rsa_public_key() else {
+    for jwk in fetched.set.keys() {
+        let Some((kid, alg, material)) = Material::of(&jwk) else {
             continue;
         };
-        let alg = rsa.algorithm().and_then(Algorithm::from_jose);
-        let (n, e) = (rsa.modulus(), rsa.exponent());
+        let alg = alg.and_then(Algorithm::from_jose);
         let reused = previous
             .keys
-            .get(rsa.key_id())
-            .filter(|k| k.same_material(n, e, alg))
+            .get(kid)
+            .filter(|k| k.same_material(material, alg))
             .cloned();
         let key = match reused {
             Some(key) => key,
-            None => match VerifyingKey::new(rsa.key_id(), n, e, alg) {
+            None => match VerifyingKey::new(kid, material, alg) {
                 Ok(key) => Arc::new(key),
                 Err(reason) => {
-                    tracing::warn!(kid = rsa.key_id(), reason, "JWKS key dropped");
+                    tracing::warn!(kid, reason, "JWKS key dropped");
                     continue;
                 }
             },
         };
-        keys.insert(rsa.key_id().into(), key);
+        keys.insert(kid.into(), key);
     }
     KeyMap {
         keys,
         fetched_at: Some(Instant::now()),
+        found: fetched.found,
     }
 }
