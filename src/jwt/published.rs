@@ -118,3 +118,94 @@ fn build(fetched: Fetched, previous: &KeyMap) -> KeyMap {
         found: fetched.found,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const X: &str = "LEBfQpwTDXJtLFiPcnYvGv-WaFXZGBnFP_yGhLL9MGc";
+    const Y: &str = "a1Or3ovkpH12b0o3ruZUtm_z8bg3xQtHXi-uPC7UJT0";
+
+    fn fetched(keys: &[Value], found: &str) -> Fetched {
+        Fetched {
+            set: serde_json::from_value(json!({ "keys": keys })).unwrap(),
+            found: found.to_owned(),
+        }
+    }
+
+    fn keys() -> Vec<Value> {
+        vec![
+            json!({"kty":"RSA","kid":"r","alg":"RS256","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri","e":"AQAB"}),
+            json!({"kty":"EC","kid":"e","alg":"ES256","crv":"P-256","x":X,"y":Y}),
+            json!({"kty":"OKP","kid":"o","crv":"Ed25519","x":X}),
+        ]
+    }
+
+    #[test]
+    fn a_refresh_reuses_every_unchanged_key_of_every_type() {
+        let published = Published::new();
+        published.publish(fetched(&keys(), "RS256, ES256 (EC P-256), OKP Ed25519"));
+        let (first, epoch) = (published.current(), published.epoch());
+        assert_eq!(first.keys.len(), 3);
+        published.publish(fetched(&keys(), "RS256, ES256 (EC P-256), OKP Ed25519"));
+        let second = published.current();
+        for kid in ["r", "e", "o"] {
+            assert!(Arc::ptr_eq(&first.keys[kid], &second.keys[kid]), "{kid}");
+        }
+        assert_eq!(published.epoch(), epoch, "nothing withdrawn");
+
+        // Each change of material or alg replaces that key alone, and withdraws the old one.
+        let changes: [(usize, &str, Value); 4] = [
+            (1, "y", json!(X)),
+            (1, "crv", json!("P-384")),
+            (2, "x", json!(Y)),
+            (2, "alg", json!("EdDSA")),
+        ];
+        for (index, field, value) in changes {
+            let mut changed = keys();
+            changed[index][field] = value;
+            published.publish(fetched(&keys(), "before"));
+            let (before, epoch) = (published.current(), published.epoch());
+            published.publish(fetched(&changed, "after"));
+            let after = published.current();
+            let kid = changed[index]["kid"].as_str().unwrap();
+            assert!(!Arc::ptr_eq(&before.keys[kid], &after.keys[kid]), "{field}");
+            assert_eq!(published.epoch(), epoch + 1, "{field}");
+            let others = ["r", "e", "o"].into_iter().filter(|k| *k != kid);
+            for other in others {
+                assert!(Arc::ptr_eq(&before.keys[other], &after.keys[other]));
+            }
+        }
+    }
+
+    #[test]
+    fn a_set_without_usable_keys_is_reported_once_per_change() {
+        let published = Published::new();
+        assert!(
+            published.publish(fetched(&[], "ES256 (EC P-256)")),
+            "the first set"
+        );
+        assert!(
+            !published.publish(fetched(&[], "ES256 (EC P-256)")),
+            "the same again"
+        );
+        assert!(
+            published.publish(fetched(&[], "EdDSA (OKP Ed25519)")),
+            "other keys"
+        );
+        assert!(
+            !published.publish(fetched(&[], "")),
+            "an empty set is no news"
+        );
+        assert!(
+            !published.publish(fetched(&keys(), "RS256, …")),
+            "usable keys"
+        );
+        assert!(
+            published.publish(fetched(&[], "EdDSA (OKP Ed25519)")),
+            "none again"
+        );
+    }
+}
