@@ -219,8 +219,9 @@ async fn tampered_payloads_and_signatures_are_refused_without_panic() {
     }
 }
 
-// Catches: keys kept whose point is not on their curve, is the other curve's size, or is on a
-// curve we do not support; and tokens naming such a key getting anything but 401.
+// Catches: keys kept whose point is not on their curve, is the other curve's size, is on a
+// curve we do not support, or is published with its private half; and tokens naming such a
+// key getting anything but 401.
 #[tokio::test]
 async fn keys_off_their_curve_or_on_unsupported_curves_are_never_used() {
     let kinde = FakeKinde::start().await;
@@ -267,6 +268,12 @@ async fn keys_off_their_curve_or_on_unsupported_curves_are_never_used() {
         edit(&ed, "ed448", &|jwk| jwk["crv"] = json!("Ed448")),
         edit(&ed, "x25519", &|jwk| jwk["crv"] = json!("X25519")),
         edit(&ed, "ed-as-ec", &|jwk| jwk["kty"] = json!("EC")),
+        edit(&p256, "with-private-key", &|jwk| {
+            jwk["d"] = json!("c2VjcmV0")
+        }),
+        edit(&ed, "ed-with-private-key", &|jwk| {
+            jwk["d"] = json!("c2VjcmV0")
+        }),
         edit(&p256, "padded", &|jwk| {
             jwk["x"] = json!(format!("{}=", jwk["x"].as_str().unwrap()));
         }),

@@ -6,6 +6,8 @@
 //!
 //! - `kty` is `RSA`, `EC` or `OKP`; an `EC` key's `crv` is `P-256` or `P-384`, an `OKP` key's
 //!   `Ed25519` (P-521, secp256k1, Ed448 and X25519 keys are dropped);
+//! - no private key member (`d`, and RSA's `p`, `q`, `dp`, `dq`, `qi`, `oth`): a key
+//!   published with its private half signs for anyone;
 //! - `kid` is a non-empty string, and no other key in the set has the same `kid`;
 //! - `use` is absent or `sig`; `key_ops`, when present, contains `verify`;
 //! - `alg`, when present, is one of the verifier's algorithms and one its key type and curve
@@ -28,6 +30,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
 use super::algorithm::{Algorithm, KeyKind};
+
+/// Members only a private JWK has (RFC 7518 §6.2.2, §6.3.2; RFC 8037 §2).
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
 
 /// Most distinct kinds of keys named when describing a set.
 const MAX_DESCRIBED: usize = 8;
@@ -60,6 +65,9 @@ pub(crate) fn usable_keys(keys: Vec<Value>, allowed: &[Algorithm]) -> Vec<Value>
 pub(crate) fn check<'a>(key: &'a Value, allowed: &[Algorithm]) -> Result<&'a str, &'static str> {
     let str_field = |name: &str| key.get(name).and_then(Value::as_str);
     let kind = KeyKind::of(str_field("kty"), str_field("crv"))?;
+    if PRIVATE_MEMBERS.iter().any(|name| key.get(name).is_some()) {
+        return Err("private key material published: anyone can sign with it");
+    }
     let kid = str_field("kid").filter(|k| !k.is_empty()).ok_or("no kid")?;
     match key.get("use") {
         None => {}

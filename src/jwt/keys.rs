@@ -288,7 +288,8 @@ impl Inner {
             return format!("the key set at {url} holds no usable key: it is empty");
         }
         format!(
-            "the key set at {url} holds no usable key for the allowed algorithms ({}): it has {}",
+            "the key set at {url} holds no usable key for the allowed algorithms ({}): it has {} \
+             (why each key was dropped is logged at warn)",
             self.allowed(),
             map.found
         )

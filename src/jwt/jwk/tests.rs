@@ -8,6 +8,7 @@ use serde_json::json;
 use super::*;
 
 const RS256_ONLY: &[Algorithm] = &[Algorithm::RS256];
+const PRIVATE: &str = "private key material published: anyone can sign with it";
 const ALL: &[Algorithm] = &[
     Algorithm::RS256,
     Algorithm::PS256,
@@ -113,6 +114,9 @@ fn rejects_each_unusable_rsa_key() {
         (without(rsa(), "kty"), "kty is not RSA, EC or OKP"),
         (without(rsa(), "kid"), "no kid"),
         (with(rsa(), "kid", json!("")), "no kid"),
+        (with(rsa(), "d", json!("AQAB")), PRIVATE),
+        (with(rsa(), "p", json!("AQAB")), PRIVATE),
+        (with(rsa(), "qi", json!(null)), PRIVATE),
         (with(rsa(), "use", json!("enc")), "use is not sig"),
         (with(rsa(), "use", json!(["sig"])), "use is not sig"),
         (
@@ -227,6 +231,8 @@ fn rejects_each_unusable_ec_or_ed25519_key() {
         (without(p256(), "crv"), "no crv"),
         (without(ed25519(), "crv"), "no crv"),
         (without(p256(), "kid"), "no kid"),
+        (with(p256(), "d", json!(b64(&[7; 32]))), PRIVATE),
+        (with(ed25519(), "d", json!(b64(&[7; 32]))), PRIVATE),
         (with(p256(), "use", json!("enc")), "use is not sig"),
         (
             with(ed25519(), "key_ops", json!(["sign"])),
