@@ -6,6 +6,9 @@
 //! - `verify_raw`: `jsonwebtoken::decode` RS256 with a prebuilt key (the crypto limit);
 //! - `token_trusted_first_seen`: the verified-token cache is off, so every request verifies;
 //! - `token_trusted_repeat`: the same token again (verified-token cache hit);
+//! - `verify_raw_es256` / `token_trusted_first_seen_es256` and `verify_raw_eddsa` /
+//!   `token_trusted_first_seen_eddsa`: the raw decode and the first sight of an ES256 (P-256)
+//!   and an EdDSA (Ed25519) token, the verifier allowing RS256, ES256 and EdDSA;
 //! - `token_trusted_repeat_watermarked`: the same, with 10 000 user watermarks held;
 //! - `strict_hit`: a strict route, live permissions cached;
 //! - `strict_miss`: a strict route whose live cache is off: one Management API call per request;
@@ -25,8 +28,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::handler::Handler;
 use axum::routing::{get, post};
+use claimcheck::jwt::Algorithm;
 use claimcheck::live::{KindeManagementApi, LiveCheck};
-use claimcheck::testing::{DEFAULT_ORG, Endpoint, FakeKinde};
+use claimcheck::testing::{DEFAULT_ORG, Endpoint, FakeKinde, KeyType};
 use claimcheck::{Auth, Permission, Verifier};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
@@ -133,6 +137,7 @@ fn benches(c: &mut Criterion) {
     let reports = ("GET", "/reports", token.as_str());
     bench_route(c, &rt, "token_trusted_first_seen", &first_seen, reports);
     bench_route(c, &rt, "token_trusted_repeat", &app, reports);
+    other_algorithms(c, &rt, &kinde);
 
     // 10 000 other users changed: the freshness check becomes one cache lookup.
     let watermarked = Auth::new(verifier(&rt, &kinde, true), live(&kinde, hour).0);
@@ -190,6 +195,50 @@ fn benches(c: &mut Criterion) {
         .route("/reports", get(handler()))
         .layer(server.unwrap().into_layer());
     bench_route(c, &rt, "peer", &peer, reports);
+}
+
+/// First sight of ES256 and EdDSA tokens, each against its raw `jsonwebtoken::decode`.
+fn other_algorithms(c: &mut Criterion, rt: &Runtime, kinde: &FakeKinde) {
+    let verifier = Verifier::builder(kinde.issuer())
+        .audience(kinde.audience())
+        .algorithms([Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA])
+        .token_cache_max_bytes(0)
+        .build()
+        .unwrap();
+    let kids = [
+        (
+            "es256",
+            kinde.add_signing_key(KeyType::Es256),
+            jsonwebtoken::Algorithm::ES256,
+        ),
+        (
+            "eddsa",
+            kinde.add_signing_key(KeyType::EdDsa),
+            jsonwebtoken::Algorithm::EdDSA,
+        ),
+    ];
+    assert!(rt.block_on(verifier.warm_up()));
+    let uncached = protected(&Auth::new(
+        verifier,
+        live(kinde, Duration::from_secs(3600)).0,
+    ));
+    for (name, kid, alg) in kids {
+        let token = kinde
+            .user_token("kp_1")
+            .permissions(["read:reports"])
+            .signed_with(&kid)
+            .sign();
+        let (key, validation) = common::raw_decoder_of(kinde, &kid, alg);
+        c.bench_function(&format!("verify_raw_{name}"), |b| {
+            b.iter(|| {
+                jsonwebtoken::decode::<serde_json::Value>(black_box(&token), &key, &validation)
+                    .unwrap()
+            })
+        });
+        let route = ("GET", "/reports", token.as_str());
+        let group = format!("token_trusted_first_seen_{name}");
+        bench_route(c, rt, &group, &uncached, route);
+    }
 }
 
 criterion_group!(verify, benches);

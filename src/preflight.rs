@@ -5,7 +5,7 @@
 //!
 //! | check | ok | failing |
 //! | --- | --- | --- |
-//! | `keys` | the JWKS answered with usable keys (URL and count named) | unreachable, or no usable key: every token would be refused (503, then 401) |
+//! | `keys` | the JWKS answered with usable keys (URL and count named) | unreachable, or no usable key for the allowed algorithms (what the set holds named, e.g. `ES256 (EC P-256)`): every token would be refused (503, then 401) |
 //! | `discovery` | the issuer's `/.well-known/openid-configuration` names exactly the configured issuer | it names another issuer: every token would be refused for `iss` |
 //! | `live_source` | the live source works as far as it can tell without a caller (the Management API issued a machine token) | the source refused its credentials: every strict route would answer 503 |
 //!
@@ -136,11 +136,7 @@ async fn keys(verifier: &Verifier) -> Check {
             Condition::Ok,
             format!("{count} usable keys from {url}"),
         ),
-        (true, 0) => Check::new(
-            "keys",
-            Condition::Failing,
-            format!("the key set at {url} holds no usable key (RS256, RS384, RS512 RSA keys)"),
-        ),
+        (true, 0) => Check::new("keys", Condition::Failing, store.no_usable_key()),
         (false, _) => Check::new(
             "keys",
             Condition::Failing,

@@ -140,7 +140,7 @@ fn keys(verifier: &Verifier) -> Check {
         );
     }
     let detail = if store.has_fetched() {
-        format!("the key set at {url} holds no usable key")
+        store.no_usable_key()
     } else {
         format!("no key set fetched from {url} yet")
     };

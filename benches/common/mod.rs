@@ -14,3 +14,22 @@ pub fn raw_decoder(kinde: &FakeKinde) -> (DecodingKey, Validation) {
     validation.set_issuer(&[kinde.issuer()]);
     (key, validation)
 }
+
+/// A prebuilt key and validation for raw `jsonwebtoken::decode` of tokens signed with `kinde`'s
+/// key `kid` (EC or Ed25519) in `alg`, with the same issuer and audience rules.
+pub fn raw_decoder_of(
+    kinde: &FakeKinde,
+    kid: &str,
+    alg: jsonwebtoken::Algorithm,
+) -> (DecodingKey, Validation) {
+    let jwk = kinde.jwk_of(kid).unwrap();
+    let x = jwk["x"].as_str().unwrap();
+    let key = match jwk["y"].as_str() {
+        Some(y) => DecodingKey::from_ec_components(x, y).unwrap(),
+        None => DecodingKey::from_ed_components(x).unwrap(),
+    };
+    let mut validation = Validation::new(alg);
+    validation.set_audience(&[kinde.audience()]);
+    validation.set_issuer(&[kinde.issuer()]);
+    (key, validation)
+}

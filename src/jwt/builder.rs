@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use super::Verifier;
+use super::algorithm::Algorithm;
 use super::cache::TokenCache;
 use super::diagnose::Diagnosis;
-use super::jwk::Algorithm;
 use super::keys::{KeyStore, KeyTiming};
 use super::source::{FetchLimits, HttpJwksSource};
 use super::verifier::Inner;
@@ -111,7 +111,28 @@ impl VerifierBuilder {
         self
     }
 
-    /// The accepted signature algorithms. Default: `[RS256]` (Kinde signs with RS256 only).
+    /// The accepted signature algorithms, replacing the default `[RS256]` (Kinde signs with
+    /// RS256 only; other issuers may sign with `ES256`, `ES384` or `EdDSA`, opted into here).
+    ///
+    /// Each algorithm verifies only with its own kind of key (see [`Algorithm`]): a token is
+    /// refused, before any signature work, when its key's type or curve is not the one its
+    /// `alg` needs, or when the key's JWK names another `alg`. The JWKS keeps only keys some
+    /// accepted algorithm can use (the others are dropped with their reason at `warn`); a set
+    /// with keys but none usable, an EC-only JWKS with the default `[RS256]` say, is a `warn`
+    /// naming what it holds (`algorithms_found = "ES256 (EC P-256)"`), and the startup check
+    /// [`Auth::preflight`](crate::Auth::preflight) fails with the same words.
+    ///
+    /// ```
+    /// use claimcheck::Verifier;
+    /// use claimcheck::jwt::Algorithm;
+    ///
+    /// let verifier = Verifier::builder("https://issuer.example")
+    ///     .audience("my-api")
+    ///     .algorithms([Algorithm::ES256, Algorithm::EdDSA])
+    ///     .build()
+    ///     .expect("valid settings");
+    /// assert_eq!(verifier.algorithms(), [Algorithm::ES256, Algorithm::EdDSA]);
+    /// ```
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = algorithms.into_iter().collect();
         self

@@ -33,7 +33,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use self::shard::Shard;
-use super::jwk::VerifyingKey;
+use super::verifying_key::VerifyingKey;
 use crate::claims::Claims;
 
 /// Bytes the cache itself spends per entry: the `Arc<Verified>` allocation (64 with glibc),

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::jwk::Algorithm;
+use super::algorithm::Algorithm;
 use crate::clock::now_ms;
 
 /// Least time between two warnings for one reason.

@@ -1,119 +1,41 @@
-//! Which published keys we accept, and the verification key built once per key.
+//! Which published keys we accept.
 //!
 //! A JWKS is filtered key by key *before* jwks_client_rs parses it, because its strict model
 //! rejects a whole set for one key it does not understand (an `oct` key, a key without `kid`).
 //! A key is kept only if every rule holds:
 //!
-//! - `kty` is `RSA` (every accepted algorithm is in the RSA family);
+//! - `kty` is `RSA`, `EC` or `OKP`; an `EC` key's `crv` is `P-256` or `P-384`, an `OKP` key's
+//!   `Ed25519` (P-521, secp256k1, Ed448 and X25519 keys are dropped);
+//! - no private key member (`d`, and RSA's `p`, `q`, `dp`, `dq`, `qi`, `oth`): a key
+//!   published with its private half signs for anyone;
 //! - `kid` is a non-empty string, and no other key in the set has the same `kid`;
 //! - `use` is absent or `sig`; `key_ops`, when present, contains `verify`;
-//! - `alg`, when present, is one of the verifier's algorithms;
-//! - `n` and `e` are unpadded base64url; the modulus is 2048 to 8192 bits; `e` is odd and > 1.
+//! - `alg`, when present, is one of the verifier's algorithms and one its key type and curve
+//!   can verify (RFC 7518 §3, RFC 8037: `RS*`/`PS*` an RSA key, `ES256` P-256, `ES384`
+//!   P-384, `EdDSA` Ed25519); when absent, at least one allowed algorithm must fit the key;
+//! - RSA: `n` and `e` are unpadded base64url; the modulus is 2048 to 8192 bits; `e` is odd and
+//!   \> 1;
+//! - EC: `x` and `y` are unpadded base64url of exactly the curve's size (32 bytes for P-256,
+//!   48 for P-384), and the point they make is on the curve;
+//! - Ed25519: `x` is unpadded base64url of exactly 32 bytes.
+//!
+//! Each dropped key is logged at `warn` with its kid and the reason. What a set held, usable or
+//! not, is [described](describe_keys) for the warning a set without any usable key gives.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ParsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey};
 use serde_json::Value;
 
-/// A signature algorithm claimcheck can accept. All are RSA: Kinde signs with RS256 only, and
-/// keeping to one key family means a key can never be used with another family's algorithm.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    /// RSASSA-PKCS1-v1_5 with SHA-256 (Kinde's algorithm; the default).
-    RS256,
-    /// RSASSA-PKCS1-v1_5 with SHA-384.
-    RS384,
-    /// RSASSA-PKCS1-v1_5 with SHA-512.
-    RS512,
-    /// RSASSA-PSS with SHA-256.
-    PS256,
-    /// RSASSA-PSS with SHA-384.
-    PS384,
-    /// RSASSA-PSS with SHA-512.
-    PS512,
-}
+use super::algorithm::{Algorithm, KeyKind};
 
-impl Algorithm {
-    /// The JOSE name (`RS256`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::RS256 => "RS256",
-            Self::RS384 => "RS384",
-            Self::RS512 => "RS512",
-            Self::PS256 => "PS256",
-            Self::PS384 => "PS384",
-            Self::PS512 => "PS512",
-        }
-    }
+/// Members only a private JWK has (RFC 7518 §6.2.2, §6.3.2; RFC 8037 §2).
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
 
-    /// Parses an exact, case-sensitive JOSE name (so `none`, `None` and `HS256` never parse).
-    pub fn from_jose(name: &str) -> Option<Self> {
-        [
-            Self::RS256,
-            Self::RS384,
-            Self::RS512,
-            Self::PS256,
-            Self::PS384,
-            Self::PS512,
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == name)
-    }
-
-    pub(crate) fn to_jwt(self) -> JwtAlgorithm {
-        match self {
-            Self::RS256 => JwtAlgorithm::RS256,
-            Self::RS384 => JwtAlgorithm::RS384,
-            Self::RS512 => JwtAlgorithm::RS512,
-            Self::PS256 => JwtAlgorithm::PS256,
-            Self::PS384 => JwtAlgorithm::PS384,
-            Self::PS512 => JwtAlgorithm::PS512,
-        }
-    }
-}
-
-/// A usable verification key, built once per kid and key material.
-pub(crate) struct VerifyingKey {
-    /// The kid the issuer publishes it under.
-    pub(crate) kid: Box<str>,
-    pub(crate) alg: Option<Algorithm>,
-    pub(crate) key: DecodingKey,
-    n: Box<str>,
-    e: Box<str>,
-}
-
-impl VerifyingKey {
-    /// Whether this key was built from exactly this material (so it can be reused).
-    pub(crate) fn same_material(&self, n: &str, e: &str, alg: Option<Algorithm>) -> bool {
-        *self.n == *n && *self.e == *e && self.alg == alg
-    }
-
-    /// A key that verifies nothing, for unit tests of what holds keys.
-    #[cfg(test)]
-    pub(crate) fn test_key() -> std::sync::Arc<Self> {
-        let n = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri";
-        std::sync::Arc::new(Self::new("kid", n, "AQAB", None).unwrap())
-    }
-
-    pub(crate) fn new(
-        kid: &str,
-        n: &str,
-        e: &str,
-        alg: Option<Algorithm>,
-    ) -> Result<Self, &'static str> {
-        let key = DecodingKey::from_rsa_components(n, e).map_err(|_| "unusable RSA components")?;
-        Ok(Self {
-            kid: kid.into(),
-            alg,
-            key,
-            n: n.into(),
-            e: e.into(),
-        })
-    }
-}
+/// Most distinct kinds of keys named when describing a set.
+const MAX_DESCRIBED: usize = 8;
 
 /// Keeps the usable keys of a raw `keys` array; logs why each other key was dropped.
 pub(crate) fn usable_keys(keys: Vec<Value>, allowed: &[Algorithm]) -> Vec<Value> {
@@ -131,7 +53,8 @@ pub(crate) fn usable_keys(keys: Vec<Value>, allowed: &[Algorithm]) -> Vec<Value>
             });
             if let Err(reason) = verdict {
                 let kid = key.get("kid").and_then(Value::as_str).unwrap_or("");
-                tracing::warn!(kid, reason, "JWKS key dropped");
+                let key = describe(key);
+                tracing::warn!(kid, %key, reason, "JWKS key dropped");
             }
             verdict.is_ok()
         })
@@ -141,8 +64,9 @@ pub(crate) fn usable_keys(keys: Vec<Value>, allowed: &[Algorithm]) -> Vec<Value>
 /// Checks one raw JWK; returns its kid when usable.
 pub(crate) fn check<'a>(key: &'a Value, allowed: &[Algorithm]) -> Result<&'a str, &'static str> {
     let str_field = |name: &str| key.get(name).and_then(Value::as_str);
-    if str_field("kty") != Some("RSA") {
-        return Err("kty is not RSA");
+    let kind = KeyKind::of(str_field("kty"), str_field("crv"))?;
+    if PRIVATE_MEMBERS.iter().any(|name| key.get(name).is_some()) {
+        return Err("private key material published: anyone can sign with it");
     }
     let kid = str_field("kid").filter(|k| !k.is_empty()).ok_or("no kid")?;
     match key.get("use") {
@@ -163,11 +87,25 @@ pub(crate) fn check<'a>(key: &'a Value, allowed: &[Algorithm]) -> Result<&'a str
             if !allowed.contains(&alg) {
                 return Err("alg not allowed");
             }
+            if alg.key_kind() != kind {
+                return Err("alg does not fit the key type or curve");
+            }
         }
         Some(_) => return Err("alg is not a string"),
     }
-    let n = decode_uint(str_field("n").ok_or("no n")?).ok_or("n is not base64url")?;
-    let e = decode_uint(str_field("e").ok_or("no e")?).ok_or("e is not base64url")?;
+    if !allowed.iter().any(|alg| alg.key_kind() == kind) {
+        return Err("no allowed alg fits the key type or curve");
+    }
+    match kind.coordinate_bytes() {
+        None => check_rsa(str_field("n"), str_field("e"))?,
+        Some(size) => check_point(kind, size, str_field("x"), str_field("y"))?,
+    }
+    Ok(kid)
+}
+
+fn check_rsa(n: Option<&str>, e: Option<&str>) -> Result<(), &'static str> {
+    let n = decode_uint(n.ok_or("no n")?).ok_or("n is not base64url")?;
+    let e = decode_uint(e.ok_or("no e")?).ok_or("e is not base64url")?;
     let bits = n.len() * 8 - n[0].leading_zeros() as usize;
     if !(2048..=8192).contains(&bits) {
         return Err("RSA modulus is not 2048 to 8192 bits");
@@ -175,7 +113,63 @@ pub(crate) fn check<'a>(key: &'a Value, allowed: &[Algorithm]) -> Result<&'a str
     if e.len() > 8 || e[e.len() - 1] & 1 == 0 || (e.len() == 1 && e[0] < 3) {
         return Err("unusable RSA exponent");
     }
-    Ok(kid)
+    Ok(())
+}
+
+/// The coordinates must be `size` bytes each; an EC point must be on its curve: aws-lc checks
+/// that while parsing it (once per fetch, microseconds), as it would again at every
+/// verification, where a bad point could not be told from a bad signature. An Ed25519 key has
+/// no `y`, and aws-lc does not check its point: a bad one never verifies.
+fn check_point(
+    kind: KeyKind,
+    size: usize,
+    x: Option<&str>,
+    y: Option<&str>,
+) -> Result<(), &'static str> {
+    let x = coordinate(x, size).map_err(|e| e.with("x"))?;
+    let algorithm = match kind {
+        KeyKind::P256 => &ECDSA_P256_SHA256_FIXED,
+        KeyKind::P384 => &ECDSA_P384_SHA384_FIXED,
+        KeyKind::Rsa | KeyKind::Ed25519 => return Ok(()),
+    };
+    let y = coordinate(y, size).map_err(|e| e.with("y"))?;
+    let mut point = Vec::with_capacity(1 + 2 * size);
+    point.push(0x04); // SEC1 uncompressed
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    ParsedPublicKey::new(algorithm, &point).map_err(|_| "EC point is not on the curve")?;
+    Ok(())
+}
+
+/// Why a coordinate is unusable, before knowing which field it is.
+enum Coordinate {
+    Missing,
+    NotBase64url,
+    WrongSize,
+}
+
+impl Coordinate {
+    fn with(self, field: &str) -> &'static str {
+        match (self, field) {
+            (Self::Missing, "x") => "no x",
+            (Self::Missing, _) => "no y",
+            (Self::NotBase64url, "x") => "x is not base64url",
+            (Self::NotBase64url, _) => "y is not base64url",
+            (Self::WrongSize, "x") => "x is not the curve's size",
+            (Self::WrongSize, _) => "y is not the curve's size",
+        }
+    }
+}
+
+/// Decodes an unpadded base64url coordinate of exactly `size` bytes.
+fn coordinate(field: Option<&str>, size: usize) -> Result<Vec<u8>, Coordinate> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(field.ok_or(Coordinate::Missing)?)
+        .map_err(|_| Coordinate::NotBase64url)?;
+    if bytes.len() != size {
+        return Err(Coordinate::WrongSize);
+    }
+    Ok(bytes)
 }
 
 /// Decodes an unpadded base64url unsigned integer, without leading zero bytes (`None` if zero).
@@ -185,92 +179,46 @@ fn decode_uint(s: &str) -> Option<Vec<u8>> {
     Some(bytes[start..].to_vec())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    const ALLOWED: &[Algorithm] = &[Algorithm::RS256];
-
-    fn modulus(bits: usize) -> String {
-        let mut n = vec![0xffu8; bits / 8];
-        n[0] = 0x80;
-        URL_SAFE_NO_PAD.encode(n)
+/// What the keys of a raw set are, usable or not: the distinct kinds, sorted, for example
+/// `ES256 (EC P-256), RS256`; empty for an empty set. At most [`MAX_DESCRIBED`] kinds.
+pub(crate) fn describe_keys(keys: &[Value]) -> String {
+    let kinds: BTreeSet<String> = keys.iter().map(describe).collect();
+    let mut text = kinds
+        .iter()
+        .take(MAX_DESCRIBED)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if kinds.len() > MAX_DESCRIBED {
+        text.push_str(", …");
     }
+    text
+}
 
-    fn good() -> Value {
-        json!({"kty":"RSA","kid":"k1","use":"sig","alg":"RS256","n":modulus(2048),"e":"AQAB"})
-    }
-
-    fn with(field: &str, value: Value) -> Value {
-        let mut key = good();
-        key[field] = value;
-        key
-    }
-
-    fn without(field: &str) -> Value {
-        let mut key = good();
-        key.as_object_mut().unwrap().remove(field);
-        key
-    }
-
-    #[test]
-    fn accepts_a_kinde_key_and_optional_fields_absent() {
-        assert_eq!(check(&good(), ALLOWED), Ok("k1"));
-        assert!(check(&without("use"), ALLOWED).is_ok());
-        assert!(check(&without("alg"), ALLOWED).is_ok());
-        assert!(check(&with("key_ops", json!(["verify"])), ALLOWED).is_ok());
-        assert!(check(&with("n", json!(modulus(4096))), ALLOWED).is_ok());
-    }
-
-    #[test]
-    fn rejects_each_unusable_key() {
-        let cases = [
-            (with("kty", json!("oct")), "kty is not RSA"),
-            (with("kty", json!("EC")), "kty is not RSA"),
-            (without("kid"), "no kid"),
-            (with("kid", json!("")), "no kid"),
-            (with("use", json!("enc")), "use is not sig"),
-            (with("key_ops", json!(["encrypt"])), "key_ops lacks verify"),
-            (with("alg", json!("RS384")), "alg not allowed"),
-            (with("alg", json!("HS256")), "alg not allowed"),
-            (
-                with("n", json!(modulus(1024))),
-                "RSA modulus is not 2048 to 8192 bits",
-            ),
-            (
-                with("n", json!(modulus(2040))),
-                "RSA modulus is not 2048 to 8192 bits",
-            ),
-            (with("n", json!("!!")), "n is not base64url"),
-            (with("e", json!("AQA=")), "e is not base64url"),
-            (with("e", json!("AQ")), "unusable RSA exponent"),
-            (with("e", json!("Ag")), "unusable RSA exponent"),
-        ];
-        for (key, reason) in cases {
-            assert_eq!(check(&key, ALLOWED), Err(reason), "{key}");
-        }
-    }
-
-    #[test]
-    fn filter_keeps_good_keys_and_drops_duplicated_kids() {
-        let keys = vec![
-            json!({"kty":"oct","k":"c2VjcmV0"}),
-            json!({"kty":"AKP","kid":"pq"}),
-            good(),
-            with("kid", json!("dup")),
-            with("kid", json!("dup")),
-        ];
-        let kept = usable_keys(keys, ALLOWED);
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0]["kid"], "k1");
-    }
-
-    #[test]
-    fn algorithm_names_are_exact() {
-        assert_eq!(Algorithm::from_jose("RS256"), Some(Algorithm::RS256));
-        for bad in ["none", "None", "NONE", "rs256", "HS256", "ES256", ""] {
-            assert_eq!(Algorithm::from_jose(bad), None, "{bad}");
-        }
+/// One key as `alg (kty crv)`, `alg`, or `kty crv`, from what it says of itself. A JWKS is
+/// not a secret, but its text is printed only in a safe alphabet and cut short.
+fn describe(key: &Value) -> String {
+    let field = |name: &str| {
+        key.get(name).and_then(Value::as_str).map(|text| {
+            text.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "-_+.".contains(*c))
+                .take(20)
+                .collect::<String>()
+        })
+    };
+    let shape = match (field("kty"), field("crv")) {
+        (Some(kty), Some(crv)) => Some(format!("{kty} {crv}")),
+        (Some(kty), None) => Some(kty),
+        (None, _) => None,
+    };
+    match (field("alg"), shape) {
+        (Some(alg), Some(shape)) if shape == "RSA" => alg,
+        (Some(alg), Some(shape)) => format!("{alg} ({shape})"),
+        (Some(alg), None) => alg,
+        (None, Some(shape)) => shape,
+        (None, None) => "a key without kty".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests;

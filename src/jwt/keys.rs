@@ -19,13 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jwks_client_rs::source::JwksSource;
 use moka::sync::Cache;
 use tokio::time::Instant;
 
-use super::jwk::VerifyingKey;
 use super::published::Published;
 use super::source::HttpJwksSource;
+use super::verifying_key::VerifyingKey;
 use crate::clock::now_ms;
 use crate::single_flight::{Ended, SingleFlight, Waiter};
 
@@ -166,6 +165,13 @@ impl KeyStore {
         self.inner.published.current().keys.len()
     }
 
+    /// Why no key is usable, for startup and readiness checks: the set's URL, the allowed
+    /// algorithms and what the set holds (`ES256 (EC P-256)`), or that it is empty. Meaningful
+    /// once a set was fetched and none of its keys is usable.
+    pub(crate) fn no_usable_key(&self) -> String {
+        self.inner.no_usable_key()
+    }
+
     /// The JWKS URL the keys come from.
     pub fn jwks_url(&self) -> &str {
         self.inner.source.url()
@@ -234,8 +240,10 @@ impl KeyStore {
             let inner = self.inner.clone();
             async move {
                 // A failure was logged, with its reason, by the source; the last good keys stay.
-                if let Ok(set) = inner.source.fetch_keys().await {
-                    inner.published.publish(set);
+                if let Ok(fetched) = inner.source.fetch().await
+                    && inner.published.publish(fetched)
+                {
+                    inner.warn_no_usable_key();
                 }
             }
         };
@@ -261,6 +269,43 @@ impl KeyStore {
 }
 
 impl Inner {
+    /// The allowed algorithms, as text (`RS256, ES256`).
+    fn allowed(&self) -> String {
+        let allowed: Vec<&str> = self
+            .source
+            .algorithms()
+            .iter()
+            .map(|a| a.as_str())
+            .collect();
+        allowed.join(", ")
+    }
+
+    /// See [`KeyStore::no_usable_key`].
+    fn no_usable_key(&self) -> String {
+        let url = self.source.url();
+        let map = self.published.current();
+        if map.found.is_empty() {
+            return format!("the key set at {url} holds no usable key: it is empty");
+        }
+        format!(
+            "the key set at {url} holds no usable key for the allowed algorithms ({}): it has {} \
+             (why each key was dropped is logged at warn)",
+            self.allowed(),
+            map.found
+        )
+    }
+
+    /// Says that the set just published holds keys, none usable.
+    fn warn_no_usable_key(&self) {
+        tracing::warn!(
+            jwks_url = self.source.url(),
+            algorithms_found = %self.published.current().found,
+            allowed = %self.allowed(),
+            "the JWKS holds no usable key for the allowed algorithms: every token will be \
+             refused (VerifierBuilder::algorithms; each dropped key's reason is logged)"
+        );
+    }
+
     /// Due again a refresh interval after the set we hold was fetched.
     fn schedule_refresh(&self) {
         if let Some(age) = self.published.current().fetched_at.map(|at| at.elapsed()) {

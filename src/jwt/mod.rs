@@ -6,6 +6,7 @@
 //! keeps their strengths (aws-lc-rs signatures, JWKS parsing) and does the rest itself; each
 //! rule is listed on [`Verifier`].
 
+mod algorithm;
 mod builder;
 mod cache;
 mod diagnose;
@@ -16,10 +17,11 @@ mod keys;
 mod published;
 mod source;
 mod verifier;
+mod verifying_key;
 
+pub use algorithm::Algorithm;
 pub use builder::VerifierBuilder;
 pub use cache::TokenCacheUsage;
-pub use jwk::Algorithm;
 pub use keys::KeyStore;
 pub use verifier::Verifier;
 

@@ -6,14 +6,17 @@
 //! - our own reqwest client: connect and total timeouts, no redirects, a body cap;
 //! - unusable keys dropped one by one (see [`jwk`](super::jwk)) before jwks_client_rs parses
 //!   each of the rest into its [`JsonWebKey`], because its set parse is all-or-nothing: one odd
-//!   key would fail the whole set.
+//!   key would fail the whole set;
+//! - what the set's keys were, usable or not, kept beside the usable ones ([`Fetched`]), so a
+//!   set without a usable key can say what it holds instead.
 
 use async_trait::async_trait;
 use jwks_client_rs::source::JwksSource;
 use jwks_client_rs::{JsonWebKey, JsonWebKeySet, JwksClientError};
 use serde_json::Value;
 
-use super::jwk::{Algorithm, usable_keys};
+use super::algorithm::Algorithm;
+use super::jwk::{describe_keys, usable_keys};
 use crate::upstream::Endpoint;
 
 /// Limits of one JWKS fetch.
@@ -65,26 +68,45 @@ impl HttpJwksSource {
     }
 }
 
+/// A key set as fetched: its usable keys, and what all its keys were.
+pub(crate) struct Fetched {
+    /// The usable keys, parsed.
+    pub(crate) set: JsonWebKeySet,
+    /// What the set's keys were, usable or not (see [`describe_keys`]); empty for no key.
+    pub(crate) found: String,
+}
+
+impl HttpJwksSource {
+    /// The algorithms the keys are kept for.
+    pub(crate) fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+
+    /// GETs the JWKS and keeps its usable keys. A failure is logged here, with its reason.
+    pub(crate) async fn fetch(&self) -> Result<Fetched, ()> {
+        let raw = self.download().await.map_err(|reason| {
+            tracing::warn!(%reason, "JWKS fetch failed");
+        })?;
+        let found = describe_keys(&raw);
+        let keys = usable_keys(raw, &self.algorithms)
+            .into_iter()
+            .filter_map(|value| serde_json::from_value::<JsonWebKey>(value).ok())
+            .collect::<Vec<_>>();
+        Ok(Fetched {
+            set: JsonWebKeySet::from(keys),
+            found,
+        })
+    }
+}
+
 #[async_trait]
 impl JwksSource for HttpJwksSource {
     async fn fetch_keys(&self) -> Result<JsonWebKeySet, JwksClientError> {
-        match self.download().await {
-            Ok(raw) => {
-                let keys = usable_keys(raw, &self.algorithms)
-                    .into_iter()
-                    .filter_map(|value| serde_json::from_value::<JsonWebKey>(value).ok())
-                    .collect::<Vec<_>>();
-                Ok(JsonWebKeySet::from(keys))
-            }
-            Err(reason) => {
-                // The reason is told here: jwks_client_rs's error type cannot carry ours (its
-                // variants are private), so the caller gets a generic jsonwebtoken error.
-                tracing::warn!(%reason, "JWKS fetch failed");
-                Err(jsonwebtoken::errors::Error::from(
-                    jsonwebtoken::errors::ErrorKind::InvalidKeyFormat,
-                )
-                .into())
-            }
-        }
+        // The reason of a failure was logged by `fetch`: jwks_client_rs's error type cannot
+        // carry ours (its variants are private), so the caller gets a generic jsonwebtoken error.
+        self.fetch().await.map(|fetched| fetched.set).map_err(|()| {
+            jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)
+                .into()
+        })
     }
 }

@@ -7,11 +7,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
+use super::algorithm::Algorithm;
 use super::cache::{TokenCache, Verified};
 use super::diagnose::Diagnosis;
 use super::ijson;
-use super::jwk::{Algorithm, VerifyingKey};
 use super::keys::{KeyError, KeyStore};
+use super::verifying_key::VerifyingKey;
 use crate::claims::{AccessToken, Claims, Profile, Repr};
 use crate::clock::now_secs;
 use crate::error::{AuthError, AuthErrorKind};
@@ -28,9 +29,13 @@ use crate::error::{AuthError, AuthErrorKind};
 ///    allowed algorithms (so `none` in any casing and `HS256` fail); `kid` a non-empty string;
 ///    `typ`, if present, `JWT` or `at+jwt`; no `crit`. `jku`, `x5u`, `jwk` and `x5c` are
 ///    ignored, never fetched;
-/// 3. the key for `kid` from the [`KeyStore`]; if the JWK names an `alg`, it must equal the
-///    header's;
-/// 4. the signature (aws-lc-rs);
+/// 3. the key for `kid` from the [`KeyStore`] (only keys that passed the
+///    [JWKS rules](super::VerifierBuilder::algorithms) are held); the key's type and curve must
+///    be the one the header's `alg` needs (`RS*`/`PS*` an RSA key, `ES256` EC P-256, `ES384`
+///    EC P-384, `EdDSA` OKP Ed25519), so a key is never used with another type's algorithm;
+///    if the JWK names an `alg`, it must equal the header's;
+/// 4. the signature (aws-lc-rs through jsonwebtoken; ECDSA signatures in JOSE's fixed-length
+///    `r || s` form only);
 /// 5. claims: strict I-JSON as the header, and an object; `iss` a string equal to the issuer;
 ///    `aud` (string or array) containing a configured audience; `exp` a number, not passed;
 ///    `nbf` and `iat`, if present, not in the future (all with leeway); with a
@@ -112,6 +117,11 @@ impl Verifier {
     /// the one this verifier was built for; see [`issuers`](Self::issuers) for all).
     pub fn issuer(&self) -> &str {
         &self.inner.issuer
+    }
+
+    /// The accepted signature algorithms, as configured (of this verifier's own issuer).
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.inner.algorithms
     }
 
     /// The largest token accepted, in bytes (of any issuer's).
@@ -329,9 +339,7 @@ impl Verifier {
     }
 
     fn check_signature(&self, parsed: &Parsed<'_>, key: &VerifyingKey) -> Result<(), AuthError> {
-        if key.alg.is_some_and(|alg| alg != parsed.alg) {
-            return Err(invalid("alg differs from the JWK's"));
-        }
+        key.fits(parsed.alg).map_err(invalid)?;
         let valid = jsonwebtoken::crypto::verify(
             parsed.signature,
             parsed.signing_input.as_bytes(),

@@ -69,6 +69,7 @@ mod fault;
 mod keys;
 mod roles;
 mod server;
+mod signing;
 mod token;
 mod webhook;
 
@@ -81,6 +82,7 @@ use tokio::task::JoinHandle;
 
 pub use api::{READ_PERMISSIONS_SCOPE, READ_ROLES_SCOPE, REFRESH_CLAIMS_SCOPE};
 pub use fault::{Fault, RateLimit};
+pub use keys::KeyType;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_server::RedisServer;

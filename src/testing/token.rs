@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::keys::{Signing, SigningKey, hs256, random_bytes, signing_input};
+use super::keys::{Signing, SigningKey, hmac, random_bytes, signing_input};
 use super::server::State;
 
 /// Builds a token. Start from [`FakeKinde::user_token`](super::FakeKinde::user_token),
@@ -33,6 +33,9 @@ pub struct TokenBuilder {
     signing: Signing,
     /// `without_header("kid")` was asked: do not add the signing key's kid.
     no_kid: bool,
+    /// `header("alg", …)` or `without_header("alg")` was asked: the header's `alg` is not
+    /// taken from the signing key.
+    alg_fixed: bool,
 }
 
 pub(crate) fn now() -> i64 {
@@ -71,8 +74,9 @@ impl TokenBuilder {
             claims: base_map.clone(),
             payload_override: None,
             header_override: None,
-            signing: Signing::Rs256(None),
+            signing: Signing::Key(None),
             no_kid: false,
+            alg_fixed: false,
         }
     }
 
@@ -117,9 +121,11 @@ impl TokenBuilder {
         self.claim("iat", now() + secs)
     }
 
-    /// Sets (or replaces) a header field.
+    /// Sets (or replaces) a header field. Setting `alg` keeps it whatever key signs (a
+    /// mismatched `alg`, for hostile tests); otherwise `alg` is the signing key's.
     pub fn header(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.header.insert(name.to_owned(), value.into());
+        self.alg_fixed |= name == "alg";
         self
     }
 
@@ -127,6 +133,7 @@ impl TokenBuilder {
     pub fn without_header(mut self, name: &str) -> Self {
         self.header.remove(name);
         self.no_kid |= name == "kid";
+        self.alg_fixed |= name == "alg";
         self
     }
 
@@ -144,9 +151,22 @@ impl TokenBuilder {
         self
     }
 
-    /// Signs RS256 with the published key `kid` and names it in the header.
+    /// Signs with the published key `kid` in that key's algorithm (`RS256`, `ES256`, `ES384`
+    /// or `EdDSA`, see [`KeyType`](super::KeyType)) and names it in the header, whose `alg`
+    /// becomes the key's unless [`header("alg", …)`](Self::header) set another.
+    ///
+    /// ```no_run
+    /// # async fn demo() {
+    /// use claimcheck::testing::{FakeKinde, KeyType};
+    /// let kinde = FakeKinde::start().await;
+    /// let kid = kinde.add_signing_key(KeyType::Es256);
+    /// let es256 = kinde.user_token("kp_1").signed_with(&kid).sign();
+    /// // The same ES256 signature under a header claiming RS256: a hostile token.
+    /// let mismatched = kinde.user_token("kp_1").signed_with(&kid).header("alg", "RS256").sign();
+    /// # }
+    /// ```
     pub fn signed_with(mut self, kid: &str) -> Self {
-        self.signing = Signing::Rs256(Some(kid.to_owned()));
+        self.signing = Signing::Key(Some(kid.to_owned()));
         self
     }
 
@@ -158,8 +178,14 @@ impl TokenBuilder {
 
     /// Signs HS256 with `secret` (the header's `alg` becomes `HS256`).
     pub fn hs256(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.signing = Signing::Hs256(secret.into());
+        self.signing = Signing::Hmac(&aws_lc_rs::hmac::HMAC_SHA256, secret.into());
         self.header("alg", "HS256")
+    }
+
+    /// Signs HS384 with `secret` (the header's `alg` becomes `HS384`).
+    pub fn hs384(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.signing = Signing::Hmac(&aws_lc_rs::hmac::HMAC_SHA384, secret.into());
+        self.header("alg", "HS384")
     }
 
     /// No signature: header `alg` set to `alg` (`none`, `None`, …) and an empty third segment.
@@ -182,28 +208,29 @@ impl TokenBuilder {
         let keys = self.state.keys.read().unwrap_or_else(|e| e.into_inner());
         let current = &keys[self.state.current_key()];
         let default_kid = match &self.signing {
-            Signing::Rs256(Some(kid)) => kid.as_str(),
+            Signing::Key(Some(kid)) => kid.as_str(),
             _ => current.kid.as_str(),
         };
+        let key = keys
+            .iter()
+            .find(|k| k.kid == default_kid)
+            .unwrap_or(current);
         if !self.no_kid {
             header
                 .entry("kid")
                 .or_insert_with(|| Value::String(default_kid.to_owned()));
+        }
+        if matches!(self.signing, Signing::Key(_)) && !self.alg_fixed {
+            header.insert("alg".to_owned(), key.key_type.alg().into());
         }
         let header = self
             .header_override
             .unwrap_or_else(|| Value::Object(header).to_string().into_bytes());
         let input = signing_input(&header, &payload);
         let signature = match &self.signing {
-            Signing::Rs256(_) => {
-                let key = keys
-                    .iter()
-                    .find(|k| k.kid == default_kid)
-                    .unwrap_or(current);
-                key.sign(input.as_bytes())
-            }
+            Signing::Key(_) => key.sign(input.as_bytes()),
             Signing::Forged => SigningKey::generate().sign(input.as_bytes()),
-            Signing::Hs256(secret) => hs256(secret, input.as_bytes()),
+            Signing::Hmac(algorithm, secret) => hmac(algorithm, secret, input.as_bytes()),
             Signing::Unsigned => String::new(),
         };
         format!("{input}.{signature}")

@@ -14,9 +14,15 @@ impl Log {
 
     /// Installs a subscriber writing `warn` and above here, for this thread.
     pub fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        self.capture_at(tracing::Level::WARN)
+    }
+
+    /// Installs a subscriber writing `level` and above here, for this thread (`DEBUG` shows
+    /// why each credential was rejected).
+    pub fn capture_at(&self, level: tracing::Level) -> tracing::subscriber::DefaultGuard {
         let log = self.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
+            .with_max_level(level)
             .with_ansi(false)
             .with_writer(move || log.clone())
             .finish();
