@@ -131,7 +131,7 @@ impl Readiness {
 
 fn keys(verifier: &Verifier) -> Check {
     let store = verifier.key_store();
-    let (count, url) = (store.key_count(), store.jwks_url());
+    let (count, url) = (store.key_count(), store.jwks_location());
     if count > 0 {
         return Check::new(
             "keys",

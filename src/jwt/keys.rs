@@ -1,8 +1,9 @@
 //! [`KeyStore`]: the issuer's signing keys, by kid.
 //!
 //! Reads are a map lookup in the [`Published`] keys, so a request with a known kid never waits
-//! for the network. Fetches call our [`HttpJwksSource`] (jwks_client_rs's `JwksSource`); around
-//! it the store adds what jwks_client_rs's client lacks:
+//! for the network. Fetches call our [`HttpJwksSource`] (jwks_client_rs's `JwksSource`), which
+//! reads the issuer's discovery document first when [`Discovery`](super::Discovery) is on;
+//! around it the store adds what jwks_client_rs's client lacks:
 //!
 //! - **single flight**: one fetch at a time (the crate's [`SingleFlight`]), in its own task, so
 //!   a cancelled request cannot cancel a fetch others wait for;
@@ -166,9 +167,28 @@ impl KeyStore {
         self.inner.published.current().keys.len()
     }
 
-    /// The JWKS URL the keys come from.
-    pub fn jwks_url(&self) -> &str {
-        self.inner.source.url()
+    /// The JWKS URL the keys come from: the fixed one, or the `jwks_uri` the issuer's discovery
+    /// document named (see [`Discovery`](super::Discovery)), which may change at each refresh.
+    /// `None` while [`Discovery::Required`](super::Discovery::Required) has found none yet.
+    pub fn jwks_url(&self) -> Option<String> {
+        self.inner.source.locator().jwks_url().map(String::from)
+    }
+
+    /// Where the keys come from, for messages: the JWKS URL, or the document that should name
+    /// it.
+    pub(crate) fn jwks_location(&self) -> String {
+        self.inner.source.locator().describe()
+    }
+
+    /// How the JWKS is located.
+    pub(crate) fn discovery_mode(&self) -> super::Discovery {
+        self.inner.source.locator().mode()
+    }
+
+    /// What the issuer's discovery document says: what the last fetch read when discovery is
+    /// on, otherwise read now.
+    pub(crate) async fn discovery_document(&self) -> super::discovery::Found {
+        self.inner.source.discovery().await
     }
 
     /// Whether a key set was ever fetched (an empty one counts).
