@@ -11,7 +11,10 @@
 //! at start. From Rust you mint user, M2M and ID tokens with any header and claims, grant and
 //! revoke live permissions, assign roles and set feature flags per (organization, user), rotate
 //! or retire keys, publish odd JWKs, inject faults per endpoint (down, slow, status with
-//! headers, garbage, huge, redirect) and count calls.
+//! headers, garbage, huge, redirect) and count calls. [`FakeKinde::builder`] lays it out as a
+//! generic OpenID provider instead (an issuer with a path or a trailing `/`, the JWKS at its
+//! own path named by the discovery document, RFC 8414's document, a document naming another
+//! issuer).
 //!
 //! ```
 //! use claimcheck::testing::FakeKinde;
