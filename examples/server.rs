@@ -9,7 +9,7 @@
 //! | variable | default |
 //! | --- | --- |
 //! | `KINDE_ISSUER_URL` (or `KINDE_DOMAIN`), `KINDE_AUDIENCE` | required |
-//! | `KINDE_JWKS_URL` | `{issuer}/.well-known/jwks.json` |
+//! | `KINDE_JWKS_URL` | a fixed JWKS URL (default: the discovery document's `jwks_uri`, else `{issuer}/.well-known/jwks.json`) |
 //! | `KINDE_MANAGEMENT_CLIENT_ID`, `KINDE_MANAGEMENT_CLIENT_SECRET` | unset: strict routes use the Account API |
 //! | `CLAIMCHECK_STRICT_TTL_MS` | `5000` (how long a live answer is reused) |
 //! | `CLAIMCHECK_REDIS_URL`, `CLAIMCHECK_REDIS_PREFIX` | unset: changes stay in this process. Set (with `--features redis`): every replica shares them through Redis Streams |

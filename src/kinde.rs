@@ -5,7 +5,7 @@
 //! | `KINDE_ISSUER_URL` | `https://<sub>.kinde.com` or your custom domain, exactly as your tokens' `iss` (no trailing `/` for Kinde) (required, or `KINDE_DOMAIN`) |
 //! | `KINDE_DOMAIN` | fallback for the issuer; `https://` is added when it has no scheme |
 //! | `KINDE_AUDIENCE` | the API audience(s) tokens must carry, space-separated (required) |
-//! | `KINDE_JWKS_URL` | default `{issuer}/.well-known/jwks.json` |
+//! | `KINDE_JWKS_URL` | a fixed JWKS URL, turning discovery off; default: the `jwks_uri` of the issuer's discovery document when it names exactly the issuer, else `{issuer}/.well-known/jwks.json` (see [`Discovery::Preferred`](crate::Discovery::Preferred)) |
 //! | `KINDE_MANAGEMENT_CLIENT_ID`, `KINDE_MANAGEMENT_CLIENT_SECRET` | M2M credentials for the Management API (both or neither); strict routes use it when set, the Account API otherwise |
 //! | `CLAIMCHECK_REDIS_URL` | `redis://host:port/db`: share changes between replicas through Redis Streams (feature `redis`; an error without it) |
 //! | `CLAIMCHECK_REDIS_PREFIX` | prefix of every Redis key (default `claimcheck`); one per application |
@@ -37,6 +37,8 @@ pub struct KindeConfig {
     issuer: String,
     audiences: Vec<String>,
     jwks_url: String,
+    /// Whether `jwks_url` was set (and discovery is off).
+    jwks_url_set: bool,
     management: Option<(String, String)>,
     preflight: PreflightPolicy,
     #[cfg(feature = "redis")]
@@ -59,6 +61,7 @@ impl KindeConfig {
         }
         Ok(Self {
             jwks_url: crate::upstream::default_jwks_url(&issuer),
+            jwks_url_set: false,
             issuer,
             audiences,
             management: None,
@@ -162,11 +165,13 @@ impl KindeConfig {
         Ok(())
     }
 
-    /// Uses another JWKS URL than `{issuer}/.well-known/jwks.json`.
+    /// Fetches the keys from `url` only, instead of the discovery document's `jwks_uri` (or
+    /// `{issuer}/.well-known/jwks.json` when that document is unusable).
     pub fn with_jwks_url(mut self, url: impl Into<String>) -> Result<Self, ConfigError> {
         let url = url.into();
         crate::upstream::check_url("KINDE_JWKS_URL", &url)?;
         self.jwks_url = url;
+        self.jwks_url_set = true;
         Ok(self)
     }
 
@@ -191,7 +196,10 @@ impl KindeConfig {
         &self.audiences
     }
 
-    /// The JWKS URL.
+    /// The fixed JWKS URL: `KINDE_JWKS_URL` when set (the keys come from there only),
+    /// otherwise `{issuer}/.well-known/jwks.json`, where the keys come from when the discovery
+    /// document is unusable (the verifier's [`KeyStore::jwks_url`](crate::jwt::KeyStore::jwks_url)
+    /// says which is in use).
     pub fn jwks_url(&self) -> &str {
         &self.jwks_url
     }
@@ -215,9 +223,12 @@ impl KindeConfig {
 
     /// A verifier builder for this configuration, to adjust before building.
     pub fn verifier(&self) -> VerifierBuilder {
-        Verifier::builder(&self.issuer)
-            .audiences(self.audiences.iter().cloned())
-            .jwks_url(&self.jwks_url)
+        let builder = Verifier::builder(&self.issuer).audiences(self.audiences.iter().cloned());
+        if self.jwks_url_set {
+            builder.jwks_url(&self.jwks_url)
+        } else {
+            builder
+        }
     }
 
     /// A live-permissions builder for this configuration, to adjust before building: the
@@ -338,6 +349,13 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.jwks_url(), "https://a.kinde.com/.well-known/jwks");
+        let fixed = c.verifier().build().unwrap();
+        assert_eq!(fixed.key_store().discovery_mode(), crate::Discovery::Off);
+        let discovered = with(&[]).unwrap().verifier().build().unwrap();
+        assert_eq!(
+            discovered.key_store().discovery_mode(),
+            crate::Discovery::Preferred
+        );
         let debug = format!("{c:?}");
         assert!(debug.contains("id1") && !debug.contains("s3cr3tvalue"));
     }

@@ -11,7 +11,7 @@
 //! | [`changes`] | [`changes::Change`] records and the [`changes::ChangeLog`] every replica applies them from: in process, or Redis Streams (feature `redis`) |
 //! | [`freshness`] | [`freshness::Freshness`]: "permissions changed at" watermarks per user, organization, or globally; lock-outs; the trust gate |
 //! | [`webhook`] | [`webhook::WebhookReceiver`]: verified Kinde webhooks turned into change records |
-//! | [`jwt`] | [`Verifier`], its [`jwt::KeyStore`] and the verified-token cache |
+//! | [`jwt`] | [`Verifier`], its [`jwt::KeyStore`] (the JWKS, located by [`Discovery`]) and the verified-token cache |
 //! | [`claims`] | [`Claims`] with Kinde's shapes, and its axum extractor |
 //! | [`metrics`] | the metrics recorded through the `metrics` facade: names, labels, [`metrics::describe`] |
 //! | [`permission`] | [`Permission`], [`PermissionSet`] |
@@ -56,7 +56,7 @@ pub use auth::Auth;
 pub use authn::JwtAuthLayer;
 pub use claims::{AccessToken, Claims};
 pub use error::{AuthError, AuthErrorKind, ConfigError};
-pub use jwt::Verifier;
+pub use jwt::{Discovery, Verifier};
 pub use permission::{Permission, PermissionSet};
 pub use requirement::Requirement;
 #[cfg(feature = "test-util")]

@@ -10,7 +10,7 @@
 //! | `claimcheck_live_lookups_total` | counter | `kind`, `result` | live facts a strict decision used, per kind (`permissions`, `roles`, `feature_flags`): `hit` (cache), `miss` (this request called upstream), `coalesced` (joined another's call) |
 //! | `claimcheck_upstream_requests_total` | counter | `endpoint`, `status` | HTTP requests to the issuer, by `endpoint` (`jwks`, `discovery`, `token`, `account_permissions`, `account_roles`, `account_feature_flags`, `management_permissions`, `management_roles`, `management_refresh_claims`) and status class (`2xx`, `3xx`, `4xx`, `5xx`, or `error`: no answer) |
 //! | `claimcheck_upstream_request_duration_seconds` | histogram | `endpoint` | their latency, to the response's headers |
-//! | `claimcheck_jwks_keys` | gauge | | usable signing keys after the last fetch (of any verifier in the process) |
+//! | `claimcheck_jwks_keys` | gauge | `issuer` (as configured) | usable signing keys after the last fetch of that issuer's key set |
 //! | `claimcheck_live_source_paused` | gauge | `kind` | how many live checks have upstream calls for that kind paused after failures (strict routes answer 503): from the pause until a call succeeds again; 0 when none |
 //! | `claimcheck_webhooks_total` | counter | `event`, `result` | webhook deliveries: `event` a known Kinde type (`user.updated`, …) or `other`, `unknown` when refused before it was read; `result` `applied`, `ignored`, `duplicate`, `invalid`, `unsupported_media_type`, `unavailable`, `log_unavailable` |
 //! | `claimcheck_change_log_lag_seconds` | histogram | | Redis change log: time from a change's append to this replica applying it |
@@ -221,9 +221,9 @@ pub(crate) fn upstream(endpoint: &'static str, status: Option<u16>, elapsed: Dur
         .record(elapsed.as_secs_f64());
 }
 
-/// The number of usable signing keys now held.
-pub(crate) fn jwks_keys(count: usize) {
-    ::metrics::gauge!(JWKS_KEYS).set(count as f64);
+/// The number of usable signing keys now held for `issuer` (a configured issuer: bounded).
+pub(crate) fn jwks_keys(issuer: &str, count: usize) {
+    ::metrics::gauge!(JWKS_KEYS, "issuer" => issuer.to_owned()).set(count as f64);
 }
 
 /// One more (`1.0`) or one fewer (`-1.0`) breaker pausing upstream calls for `kind`: a

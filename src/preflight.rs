@@ -6,11 +6,14 @@
 //! | check | ok | failing |
 //! | --- | --- | --- |
 //! | `keys` | the JWKS answered with usable keys (URL and count named) | unreachable, or no usable key for the allowed algorithms (what the set holds named, e.g. `ES256 (EC P-256)`): every token would be refused (503, then 401) |
-//! | `discovery` | the issuer's `/.well-known/openid-configuration` names exactly the configured issuer | it names another issuer: every token would be refused for `iss` |
+//! | `discovery` | the issuer's discovery document (`/.well-known/openid-configuration`, or RFC 8414's) names exactly the configured issuer | it names another issuer: every token would be refused for `iss`; or, with [`Discovery::Required`], it is unreadable or unusable |
 //! | `live_source` | the live source works as far as it can tell without a caller (the Management API issued a machine token) | the source refused its credentials: every strict route would answer 503 |
 //!
-//! A discovery document that cannot be read is `degraded`, not failing (not every issuer
-//! publishes one; Kinde does). What a failure does is the [`PreflightPolicy`]: by default each is
+//! With discovery on (the default), the `discovery` check reports what the key fetch of the
+//! `keys` check read (no second request); with [`Discovery::Off`] it
+//! reads the document itself. A document that cannot be read, or names no usable `jwks_uri`,
+//! is `degraded`, not failing, unless discovery is required (not every issuer publishes one;
+//! Kinde does). What a failure does is the [`PreflightPolicy`]: by default each is
 //! logged at `warn` (target `claimcheck::preflight`) and the application starts, failing closed
 //! as it always does; with [`PreflightPolicy::Strict`] (`CLAIMCHECK_PREFLIGHT=strict`) startup
 //! fails with a [`ConfigError::Preflight`] that names each
@@ -29,13 +32,11 @@
 
 use std::fmt;
 
-use serde::Deserialize;
-
+use crate::Discovery;
 use crate::error::ConfigError;
-use crate::jwt::Verifier;
+use crate::jwt::{Found, Verifier};
 use crate::live::LiveCheck;
 use crate::readiness::{Check, Condition};
-use crate::upstream;
 
 /// What a failed [`Preflight`] does at startup.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -56,14 +57,22 @@ pub struct Preflight {
 impl Preflight {
     /// Runs the checks for `verifier` (fetching its keys now) and `live`.
     pub(crate) async fn run(verifier: &Verifier, live: &LiveCheck) -> Self {
-        let (keys, discovery, live_source) = tokio::join!(
-            keys(verifier),
-            discovery(verifier.issuer()),
-            live_source(live)
-        );
-        Self {
-            checks: vec![keys, discovery, live_source],
-        }
+        // The discovery check reads what the key fetch found: after it. Both per issuer, each
+        // naming its issuer when there are several.
+        let keys_then_discovery = async {
+            let issuers = verifier.each_issuer();
+            let several = issuers.len() > 1;
+            let mut checks = Vec::new();
+            for v in &issuers {
+                let (keys, discovery) = (keys(v).await, discovery(v).await);
+                checks.push(keys.for_issuer(v.issuer(), several));
+                checks.push(discovery.for_issuer(v.issuer(), several));
+            }
+            checks
+        };
+        let (mut checks, live_source) = tokio::join!(keys_then_discovery, live_source(live));
+        checks.push(live_source);
+        Self { checks }
     }
 
     /// Whether no check failed.
@@ -71,7 +80,7 @@ impl Preflight {
         self.failures().next().is_none()
     }
 
-    /// Every check: `keys`, `discovery`, `live_source`.
+    /// Every check: `keys`, `discovery` (each issuer's, with several), `live_source`.
     pub fn checks(&self) -> &[Check] {
         &self.checks
     }
@@ -129,7 +138,7 @@ impl fmt::Display for Preflight {
 async fn keys(verifier: &Verifier) -> Check {
     let fetched = verifier.warm_up().await;
     let store = verifier.key_store();
-    let (count, url) = (store.key_count(), store.jwks_url());
+    let (count, url) = (store.key_count(), store.jwks_location());
     match (fetched, count) {
         (_, 1..) => Check::new(
             "keys",
@@ -147,44 +156,41 @@ async fn keys(verifier: &Verifier) -> Check {
     }
 }
 
-#[derive(Deserialize)]
-struct Discovery {
-    issuer: String,
-}
-
-async fn discovery(issuer: &str) -> Check {
-    let base = upstream::issuer_base(issuer);
-    let url = format!("{base}/.well-known/openid-configuration");
-    let answer = match upstream::api_client() {
-        Ok(client) => upstream::json::<Discovery>(
-            upstream::Endpoint::Discovery,
-            client.get(&url),
-            upstream::API_MAX_BODY_BYTES,
-        )
-        .await
-        .map_err(|failure| failure.reason),
-        Err(error) => Err(error.to_string()),
+async fn discovery(verifier: &Verifier) -> Check {
+    let (store, issuer) = (verifier.key_store(), verifier.issuer());
+    let required = store.discovery_mode() == Discovery::Required;
+    let unusable = if required {
+        Condition::Failing
+    } else {
+        Condition::Degraded
     };
-    match answer {
-        Ok(document) if document.issuer == issuer => Check::new(
-            "discovery",
+    let (condition, detail) = match store.discovery_document().await {
+        Found::Usable { document, .. } => (
             Condition::Ok,
-            format!("{url} names the configured issuer"),
+            format!("{document} names the configured issuer"),
         ),
-        Ok(document) => Check::new(
-            "discovery",
+        Found::OtherIssuer {
+            document,
+            issuer: named,
+        } => (
             Condition::Failing,
             format!(
-                "{url} names the issuer {:?}, not the configured {issuer:?}: tokens will be refused for `iss`",
-                document.issuer.chars().take(200).collect::<String>()
+                "{document} names the issuer {named:?}, not the configured {issuer:?}: tokens will be refused for `iss`"
             ),
         ),
-        Err(reason) => Check::new(
-            "discovery",
-            Condition::Degraded,
-            format!("could not read {url}: {reason}"),
-        ),
-    }
+        Found::Unreadable { document, reason } => {
+            (unusable, format!("could not read {document}: {reason}"))
+        }
+        Found::Refused { document, reason } => {
+            (unusable, format!("{document} is not usable: {reason}"))
+        }
+    };
+    let detail = if required && condition != Condition::Ok {
+        format!("{detail} (discovery is required: no keys without it)")
+    } else {
+        detail
+    };
+    Check::new("discovery", condition, detail)
 }
 
 async fn live_source(live: &LiveCheck) -> Check {

@@ -77,6 +77,18 @@ impl Check {
         }
     }
 
+    /// The same check of another issuer (its detail starting with the issuer's name) when
+    /// `several` issuers are configured; unchanged otherwise.
+    pub(crate) fn for_issuer(self, issuer: &str, several: bool) -> Self {
+        if !several {
+            return self;
+        }
+        Self {
+            detail: format!("issuer {issuer}: {}", self.detail),
+            ..self
+        }
+    }
+
     /// `keys`, `change_log`, `live_source` (readiness); `keys`, `discovery`, `live_source`
     /// ([preflight](crate::preflight)).
     pub fn name(&self) -> &'static str {
@@ -107,9 +119,15 @@ pub struct Readiness {
 
 impl Readiness {
     pub(crate) fn of(verifier: &Verifier, live: &LiveCheck, log: &ChangeLog) -> Self {
-        Self {
-            checks: vec![keys(verifier), change_log(log), live_source(live)],
-        }
+        // One `keys` check per issuer, each naming its issuer when there are several.
+        let issuers = verifier.each_issuer();
+        let several = issuers.len() > 1;
+        let mut checks: Vec<Check> = issuers
+            .iter()
+            .map(|v| keys(v).for_issuer(v.issuer(), several))
+            .collect();
+        checks.extend([change_log(log), live_source(live)]);
+        Self { checks }
     }
 
     /// Whether no check is failing.
@@ -131,7 +149,7 @@ impl Readiness {
 
 fn keys(verifier: &Verifier) -> Check {
     let store = verifier.key_store();
-    let (count, url) = (store.key_count(), store.jwks_url());
+    let (count, url) = (store.key_count(), store.jwks_location());
     if count > 0 {
         return Check::new(
             "keys",

@@ -65,6 +65,33 @@ pub(crate) fn default_jwks_url(issuer: &str) -> String {
     format!("{}/.well-known/jwks.json", issuer_base(issuer))
 }
 
+/// Where the issuer's OpenID Connect discovery document is (OpenID Connect Discovery §4): the
+/// issuer with any trailing `/` removed, then `/.well-known/openid-configuration`.
+pub(crate) fn openid_configuration_url(issuer: &url::Url) -> url::Url {
+    well_known(issuer, |path| {
+        format!("{path}/.well-known/openid-configuration")
+    })
+}
+
+/// Where the issuer's OAuth authorization server metadata is (RFC 8414 §3.1): the well-known
+/// segment between the host and the issuer's path (without its trailing `/`), so
+/// `https://h/tenant` gives `https://h/.well-known/oauth-authorization-server/tenant`.
+pub(crate) fn authorization_server_metadata_url(issuer: &url::Url) -> url::Url {
+    well_known(issuer, |path| {
+        format!("/.well-known/oauth-authorization-server{path}")
+    })
+}
+
+/// `issuer` with its path (trailing `/` removed) rewritten by `path`, without query or fragment
+/// (an issuer has neither, OpenID Connect Discovery §4.3).
+fn well_known(issuer: &url::Url, path: impl FnOnce(&str) -> String) -> url::Url {
+    let mut url = issuer.clone();
+    url.set_path(&path(issuer.path().trim_end_matches('/')));
+    url.set_query(None);
+    url.set_fragment(None);
+    url
+}
+
 /// A client for the permissions APIs (Management and Account): their timeouts, no redirects.
 pub(crate) fn api_client() -> Result<reqwest::Client, reqwest::Error> {
     client(API_CONNECT_TIMEOUT, API_TIMEOUT)
@@ -303,6 +330,46 @@ mod tests {
             missing_scheme.to_string(),
             "KINDE_ISSUER_URL is invalid: `mybiz.kinde.com` has no scheme: write \
              `https://mybiz.kinde.com` (or set KINDE_DOMAIN, which adds https://)"
+        );
+    }
+
+    #[test]
+    fn discovery_locations_from_either_issuer_form_and_a_path() {
+        let both = |issuer: &str| {
+            let issuer = url::Url::parse(issuer).unwrap();
+            (
+                openid_configuration_url(&issuer).to_string(),
+                authorization_server_metadata_url(&issuer).to_string(),
+            )
+        };
+        for issuer in ["https://h", "https://h/"] {
+            assert_eq!(
+                both(issuer),
+                (
+                    "https://h/.well-known/openid-configuration".to_owned(),
+                    "https://h/.well-known/oauth-authorization-server".to_owned()
+                ),
+                "{issuer}"
+            );
+        }
+        for issuer in ["https://h/tenant", "https://h/tenant/"] {
+            assert_eq!(
+                both(issuer),
+                (
+                    "https://h/tenant/.well-known/openid-configuration".to_owned(),
+                    "https://h/.well-known/oauth-authorization-server/tenant".to_owned()
+                ),
+                "{issuer}"
+            );
+        }
+        let (oidc, rfc8414) = both("http://127.0.0.1:8080/a/b%2Fc/?q=1#f");
+        assert_eq!(
+            oidc,
+            "http://127.0.0.1:8080/a/b%2Fc/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            rfc8414,
+            "http://127.0.0.1:8080/.well-known/oauth-authorization-server/a/b%2Fc"
         );
     }
 

@@ -325,7 +325,7 @@ async fn an_ec_only_jwks_for_an_rs256_verifier_is_a_startup_warning_naming_what_
         "{warning}"
     );
     assert!(warning.contains("allowed=RS256"), "{warning}");
-    assert!(warning.contains(&kinde.jwks_url()), "{warning}");
+    assert!(warning.contains(&kinde.jwks_uri()), "{warning}");
     // Said once: the same set fetched again does not repeat it.
     tokio::time::sleep(Duration::from_millis(250)).await;
     let fetches = kinde.calls(Endpoint::Jwks);
@@ -346,7 +346,7 @@ async fn an_ec_only_jwks_for_an_rs256_verifier_is_a_startup_warning_naming_what_
         detail.contains("no usable key for the allowed algorithms (RS256): it has ES256 (EC P-256), EdDSA (OKP Ed25519)"),
         "{detail}"
     );
-    assert!(detail.contains(&kinde.jwks_url()), "{detail}");
+    assert!(detail.contains(&kinde.jwks_uri()), "{detail}");
 
     // Every token is refused meanwhile; opting in makes the same set usable.
     let token = kinde.user_token("kp_1").sign();

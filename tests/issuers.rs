@@ -31,9 +31,13 @@ async fn a_trailing_slash_is_part_of_the_issuer() {
     assert!(without.verify(&token(&bare)).await.is_ok());
     let refused = without.verify(&token(&slashed)).await.unwrap_err();
     assert_eq!(refused.kind(), AuthErrorKind::InvalidToken);
-    // Both fetched the one key set: the JWKS URL is built without a doubled `/`.
-    assert_eq!(with_slash.key_store().jwks_url(), kinde.jwks_url());
+    // Both fetched the one key set: the bare issuer from the `jwks_uri` of its discovery
+    // document, the slashed one (whose document names the bare issuer) from the fixed URL,
+    // built without a doubled `/`.
+    assert_eq!(without.key_store().jwks_url(), Some(kinde.jwks_uri()));
+    assert_eq!(with_slash.key_store().jwks_url(), Some(kinde.jwks_url()));
     assert_eq!(kinde.calls(Endpoint::Jwks), 2);
+    assert_eq!(kinde.calls(Endpoint::Discovery), 2);
 }
 
 #[tokio::test]

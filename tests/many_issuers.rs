@@ -1,7 +1,8 @@
 //! Several issuers on one authentication layer (issue 15, item 5): each token goes to the
 //! issuer its `iss` names, before any signature work, and is checked with that issuer's keys,
 //! audiences and profile only. Two FakeKindes on loopback: A (Kinde's profile) and B (a generic
-//! RFC 9068 issuer with a trailing-slash issuer and its own audience), and tokens crossing over.
+//! RFC 9068 issuer: a trailing-slash issuer, its JWKS at a path of its own found through its
+//! discovery document, its own audience), and tokens crossing over.
 
 mod common;
 
@@ -15,7 +16,7 @@ const B_AUDIENCE: &str = "https://api.example.com";
 /// A's harness, whose verifier also accepts B (`{B}/`, generic profile, audience B_AUDIENCE).
 async fn two_issuers() -> (Harness, FakeKinde) {
     let a = FakeKinde::start().await;
-    let b = FakeKinde::start_with_audience(B_AUDIENCE).await;
+    let b = generic_issuer().await;
     let verifier = verifier_for(&a)
         .other_issuer(b_verifier(&b))
         .build()
@@ -24,8 +25,19 @@ async fn two_issuers() -> (Harness, FakeKinde) {
     (start_with(a, verifier).await, b)
 }
 
+/// B: `http://127.0.0.1:<port>/`, keys at `/oauth/keys` (Kinde's JWKS paths answer 404).
+async fn generic_issuer() -> FakeKinde {
+    FakeKinde::builder()
+        .audience(B_AUDIENCE)
+        .issuer_trailing_slash()
+        .jwks_path("/oauth/keys")
+        .start()
+        .await
+}
+
 fn b_issuer(b: &FakeKinde) -> String {
-    format!("{}/", b.issuer())
+    assert!(b.issuer().ends_with('/'));
+    b.issuer().to_owned()
 }
 
 fn b_verifier(b: &FakeKinde) -> Verifier {
@@ -99,7 +111,9 @@ async fn tokens_crossing_issuers_are_refused() {
             .audience(h.kinde.audience())
             .sign(),
         // B's issuer without its trailing slash: another issuer.
-        b_token(&b, "read:reports").claim("iss", b.issuer()).sign(),
+        b_token(&b, "read:reports")
+            .claim("iss", b_iss.trim_end_matches('/'))
+            .sign(),
         // The issuer named twice.
         b_token(&b, "read:reports")
             .raw_payload(format!(
@@ -122,7 +136,7 @@ async fn tokens_crossing_issuers_are_refused() {
 #[tokio::test]
 async fn an_unknown_issuer_costs_no_key_lookup_even_cold() {
     let a = FakeKinde::start().await;
-    let b = FakeKinde::start_with_audience(B_AUDIENCE).await;
+    let b = generic_issuer().await;
     // Never warmed up: a token of a known issuer would make the first fetch.
     let verifier = verifier_for(&a)
         .other_issuer(b_verifier(&b))
@@ -148,6 +162,10 @@ async fn an_unknown_issuer_costs_no_key_lookup_even_cold() {
     assert_eq!(h.get("/reports", Some(&b_granted)).await.status, 200);
     assert_eq!(h.kinde.calls(Endpoint::Jwks), 0);
     assert!(b.calls(Endpoint::Jwks) >= 1);
+    assert!(
+        b.calls(Endpoint::Discovery) >= 1,
+        "B's keys are found by discovery"
+    );
 }
 
 #[tokio::test]
@@ -158,7 +176,7 @@ async fn an_issuer_configured_twice_is_a_configuration_error() {
     assert!(matches!(twice, ConfigError::Invalid { .. }), "{twice}");
     assert!(twice.to_string().contains(a.issuer()), "{twice}");
     // Nested lists are flattened: A + (B + A) names A twice.
-    let b = FakeKinde::start_with_audience(B_AUDIENCE).await;
+    let b = generic_issuer().await;
     let b_and_a = fast(Verifier::builder(b_issuer(&b)))
         .audience(B_AUDIENCE)
         .other_issuer(again())
@@ -235,4 +253,85 @@ async fn changes_told_about_kindes_users_do_not_unsettle_another_issuers_tokens(
     h.get("/reports", Some(&b_granted))
         .await
         .assert_invalid_token();
+}
+
+#[tokio::test]
+async fn startup_and_readiness_checks_cover_every_issuer() {
+    use claimcheck::readiness::Condition;
+    let (h, b) = two_issuers().await;
+    let report = h.auth.preflight().await;
+    let keys: Vec<_> = report
+        .checks()
+        .iter()
+        .filter(|c| c.name() == "keys")
+        .collect();
+    assert_eq!(keys.len(), 2, "{report}");
+    assert!(keys[0].detail().contains(h.kinde.issuer()), "{report}");
+    assert!(keys[1].detail().contains(&b.jwks_uri()), "{report}");
+    assert!(
+        keys.iter().all(|c| c.condition() == Condition::Ok),
+        "{report}"
+    );
+    let discovery = report
+        .checks()
+        .iter()
+        .filter(|c| c.name() == "discovery")
+        .count();
+    assert_eq!(discovery, 2, "{report}");
+    assert!(h.auth.readiness().is_ready());
+
+    // B's keys never fetched (its JWKS down from the start): not ready, naming B.
+    let a = FakeKinde::start().await;
+    let down = generic_issuer().await;
+    down.set_fault(
+        Endpoint::Jwks,
+        claimcheck::testing::Fault::Status(500, Vec::new()),
+    );
+    let verifier = verifier_for(&a)
+        .other_issuer(b_verifier(&down))
+        .build()
+        .unwrap();
+    assert!(!verifier.warm_up().await, "one issuer's keys are missing");
+    let h = start_with(a, verifier).await;
+    let readiness = h.auth.readiness();
+    assert!(!readiness.is_ready());
+    let failing: Vec<_> = readiness
+        .checks()
+        .iter()
+        .filter(|c| c.condition() == Condition::Failing)
+        .collect();
+    assert_eq!(failing.len(), 1);
+    assert!(
+        failing[0].detail().contains(down.issuer()),
+        "{}",
+        failing[0].detail()
+    );
+}
+
+#[test]
+fn each_issuer_has_its_own_key_count_gauge() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a_issuer, b_issuer) = metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let a = FakeKinde::start().await;
+            let b = generic_issuer().await;
+            b.rotate_key();
+            let verifier = verifier_for(&a)
+                .other_issuer(b_verifier(&b))
+                .build()
+                .unwrap();
+            assert!(verifier.warm_up().await);
+            (a.issuer().to_owned(), b_issuer(&b))
+        })
+    });
+    let scrape = handle.render();
+    for (issuer, keys) in [(a_issuer, 1), (b_issuer, 2)] {
+        let series = format!("claimcheck_jwks_keys{{issuer=\"{issuer}\"}} {keys}");
+        assert!(scrape.lines().any(|l| l == series), "{series}\n{scrape}");
+    }
 }

@@ -116,7 +116,8 @@ async fn the_server_example_counts_decisions_rejections_lookups_and_upstream_cal
         &[("endpoint", "account_permissions")],
     );
     assert_eq!(timed, 1.0);
-    assert_eq!(value(&scrape, "claimcheck_jwks_keys", &[]), 1.0);
+    let keys = [("issuer", kinde.issuer())];
+    assert_eq!(value(&scrape, "claimcheck_jwks_keys", &keys), 1.0);
     let webhooks = [("event", "other"), ("result", "ignored")];
     assert_eq!(value(&scrape, "claimcheck_webhooks_total", &webhooks), 1.0);
     // Bounded labels: no user, organization or token anywhere.

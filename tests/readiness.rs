@@ -58,7 +58,10 @@ async fn without_signing_keys_the_instance_is_not_ready_and_says_where_it_looked
     assert_eq!(body["ready"], false);
     let (condition, detail) = check(&body, "keys");
     assert_eq!(condition, "failing");
-    assert!(detail.contains(&kinde.jwks_url()), "{detail}");
+    // Where it looked: the `jwks_uri` of the fake's discovery document (Kinde's
+    // `/.well-known/jwks`), not the fixed `/.well-known/jwks.json`.
+    let looked = format!("no key set fetched from {} yet", kinde.jwks_uri());
+    assert_eq!(detail, looked);
     assert_eq!(check(&body, "change_log").0, "ok");
     assert!(!auth.readiness().is_ready());
 

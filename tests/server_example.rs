@@ -184,7 +184,10 @@ async fn the_server_example_is_not_ready_without_signing_keys() {
         (&keys["name"], &keys["condition"]),
         (&"keys".into(), &"failing".into())
     );
-    assert!(keys["detail"].as_str().unwrap().contains(&kinde.jwks_url()));
+    // The `jwks_uri` of the fake's discovery document, as the example does not set
+    // KINDE_JWKS_URL.
+    let looked = format!("from {} ", kinde.jwks_uri());
+    assert!(keys["detail"].as_str().unwrap().contains(&looked), "{keys}");
     // Alive all the same.
     let health = reqwest::get(format!("{base}/health")).await.unwrap();
     assert_eq!(health.status(), 200);

@@ -132,6 +132,14 @@ fn token_trusted_repeat_recorded(service: &mut Stack, requests: Vec<Request<Body
     drive(service, requests);
 }
 
+/// [`token_trusted_repeat`] behind a verifier of two issuers, the token's the second: its
+/// own issuer's cache misses, the other's hits.
+#[inline(never)]
+fn token_trusted_repeat_second_issuer(service: &mut Stack, requests: Vec<Request<Body>>) {
+    black_box("token_trusted_repeat_second_issuer");
+    drive(service, requests);
+}
+
 #[inline(never)]
 fn strict_hit(service: &mut Stack, requests: Vec<Request<Body>>) {
     black_box("strict_hit");
@@ -156,6 +164,25 @@ fn new_auth(rt: &tokio::runtime::Runtime, kinde: &FakeKinde) -> Auth {
         .audience(kinde.audience())
         .build()
         .unwrap();
+    auth_of(rt, kinde, verifier)
+}
+
+/// An `Auth` whose verifier's first issuer is another one, `kinde` the second.
+fn second_issuer_auth(rt: &tokio::runtime::Runtime, kinde: &FakeKinde) -> Auth {
+    let own = Verifier::builder(kinde.issuer())
+        .audience(kinde.audience())
+        .build()
+        .unwrap();
+    let verifier = Verifier::builder("https://other.example.com/")
+        .audience(kinde.audience())
+        .jwks_url(kinde.jwks_url())
+        .other_issuer(own)
+        .build()
+        .unwrap();
+    auth_of(rt, kinde, verifier)
+}
+
+fn auth_of(rt: &tokio::runtime::Runtime, kinde: &FakeKinde, verifier: Verifier) -> Auth {
     assert!(rt.block_on(verifier.warm_up()));
     let source = KindeAccountApi::new(kinde.issuer()).unwrap();
     let live = LiveCheck::builder(source)
@@ -180,13 +207,15 @@ pub(super) fn run(rt: &tokio::runtime::Runtime, kinde: &FakeKinde, user: &str, t
     let marked = new_auth(rt, kinde);
     marked.freshness().mark_user(user, SystemTime::now());
     let mut watermarked = token_trusted(&marked);
-    for service in [&trusted, &strict, &watermarked, &trusted_fn] {
+    let mut second = token_trusted(&second_issuer_auth(rt, kinde));
+    for service in [&trusted, &strict, &watermarked, &trusted_fn, &second] {
         warm(rt, service, token);
     }
     drive(&mut base, requests(token));
     drive(&mut base_fn, requests(token));
     bare(&mut base, requests(token));
     token_trusted_repeat(&mut trusted, requests(token));
+    token_trusted_repeat_second_issuer(&mut second, requests(token));
     strict_hit(&mut strict, requests(token));
     watermarked_repeat(&mut watermarked, requests(token));
     bare_service_fn(&mut base_fn, requests(token));

@@ -66,6 +66,8 @@ pub enum MachineToken {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
+    /// Built from [`Profile::kinde`] (whatever was changed since).
+    kindes: bool,
     permissions: PermissionsClaim,
     machines: Arc<[MachineToken]>,
     live_lookups: bool,
@@ -90,6 +92,7 @@ impl Profile {
     /// `permissions` and `feature_flags`, and adds `roles` only when asked).
     pub fn kinde() -> Self {
         Self {
+            kindes: true,
             permissions: PermissionsClaim::Permissions,
             machines: Arc::new([MachineToken::KindeGrantType]),
             live_lookups: true,
@@ -101,6 +104,7 @@ impl Profile {
     /// live lookups (the issuer has no Kinde API to ask): a claim the token lacks is not held.
     pub fn rfc9068() -> Self {
         Self {
+            kindes: false,
             permissions: PermissionsClaim::Scope,
             machines: Arc::new([
                 MachineToken::SubjectIsClient,
@@ -140,6 +144,12 @@ impl Profile {
             live_lookups: ask,
             ..self
         }
+    }
+
+    /// Whether this profile was built from [`Profile::kinde`]: the issuer is a Kinde business,
+    /// whose JWKS is at its documented path unless discovery says otherwise.
+    pub(crate) fn is_kindes(&self) -> bool {
+        self.kindes
     }
 
     /// Where a user's permissions are read from.

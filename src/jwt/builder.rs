@@ -6,6 +6,7 @@ use super::Verifier;
 use super::algorithm::Algorithm;
 use super::cache::TokenCache;
 use super::diagnose::Diagnosis;
+use super::discovery::{Discovery, Locator};
 use super::keys::{KeyStore, KeyTiming};
 use super::source::{FetchLimits, HttpJwksSource};
 use super::verifier::Inner;
@@ -22,6 +23,18 @@ const MAX_TIMING: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Default weight above which a verified token is not cached.
 const DEFAULT_CACHE_ENTRY_BYTES: u32 = 256 * 1024;
+
+/// How the JWKS is located when neither [`VerifierBuilder::discovery`] nor
+/// [`VerifierBuilder::jwks_url`] says: the one place that decides it. Kinde keeps its
+/// documented JWKS path unless its discovery document names exactly this issuer; any other
+/// issuer's keys are where its discovery document says.
+fn default_discovery(profile: &Profile) -> Discovery {
+    if profile.is_kindes() {
+        Discovery::Preferred
+    } else {
+        Discovery::Required
+    }
+}
 
 /// Builds a [`Verifier`].
 ///
@@ -42,6 +55,7 @@ pub struct VerifierBuilder {
     issuer: String,
     audiences: Vec<String>,
     jwks_url: Option<String>,
+    discovery: Option<Discovery>,
     algorithms: Vec<Algorithm>,
     leeway: Duration,
     max_token_age: Option<Duration>,
@@ -65,6 +79,7 @@ impl Verifier {
             issuer: issuer.into(),
             audiences: Vec::new(),
             jwks_url: None,
+            discovery: None,
             algorithms: vec![Algorithm::RS256],
             leeway: Duration::from_secs(30),
             max_token_age: None,
@@ -105,9 +120,43 @@ impl VerifierBuilder {
         self
     }
 
-    /// The JWKS URL. Default: `{issuer}/.well-known/jwks.json`.
+    /// A fixed JWKS URL (`https://`, or `http://` to a loopback host). Setting it turns
+    /// [`discovery`](Self::discovery) off unless that is set too (then it is
+    /// [`Discovery::Preferred`]'s fallback). Default: `{issuer}/.well-known/jwks.json` (any
+    /// trailing `/` of the issuer removed first), used when discovery is off or falls back.
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
         self.jwks_url = Some(url.into());
+        self
+    }
+
+    /// Whether the JWKS location is read from the issuer's discovery document (see
+    /// [`Discovery`] for the rules). Default: [`Discovery::Preferred`] with Kinde's
+    /// [`profile`](Self::profile) (the default), [`Discovery::Required`] with any other
+    /// ([`Profile::rfc9068`]), and [`Discovery::Off`] when [`jwks_url`](Self::jwks_url) is set.
+    ///
+    /// The document is `{issuer}/.well-known/openid-configuration`, or when that answers 404,
+    /// RFC 8414's `oauth-authorization-server` metadata; it is used only when its `issuer` is
+    /// byte for byte the configured issuer (a trailing `/` counts) and its `jwks_uri` is
+    /// `https://` (or `http://` to a loopback host). It is read before each fetch of the key
+    /// set (one more request per refresh), with the JWKS's client: the
+    /// [`jwks_timeouts`](Self::jwks_timeouts), no redirects, and at most 64 KiB. A failure
+    /// is logged at `warn` with the document's URL and the reason; with
+    /// [`Discovery::Required`] it means no keys until keys were once fetched (503), and the
+    /// last good keys after.
+    ///
+    /// ```
+    /// use claimcheck::{Discovery, Verifier};
+    ///
+    /// let verifier = Verifier::builder("https://login.example.com/")
+    ///     .audience("my-api")
+    ///     .discovery(Discovery::Required)
+    ///     .build()?;
+    /// // No JWKS URL until the discovery document names one.
+    /// assert_eq!(verifier.key_store().jwks_url(), None);
+    /// # Ok::<(), claimcheck::ConfigError>(())
+    /// ```
+    pub fn discovery(mut self, discovery: Discovery) -> Self {
+        self.discovery = Some(discovery);
         self
     }
 
@@ -256,7 +305,8 @@ impl VerifierBuilder {
         self
     }
 
-    /// Connect and total timeouts of a JWKS fetch. Defaults 2 s and 5 s.
+    /// Connect and total timeouts of each request of a JWKS fetch (the discovery document's
+    /// too). Defaults 2 s and 5 s.
     pub fn jwks_timeouts(mut self, connect: Duration, total: Duration) -> Self {
         self.limits.connect_timeout = connect;
         self.limits.timeout = total;
@@ -273,7 +323,16 @@ impl VerifierBuilder {
     /// [`Verifier::warm_up`] to fetch the keys before serving.
     pub fn build(self) -> Result<Verifier, ConfigError> {
         let issuer = self.issuer;
-        crate::upstream::check_url("issuer", &issuer)?;
+        let issuer_url = crate::upstream::check_url("issuer", &issuer)?;
+        let discovery = match (self.discovery, &self.jwks_url) {
+            (Some(Discovery::Required), Some(_)) => {
+                let reason = "unused with `Discovery::Required`: set one or the other";
+                return Err(ConfigError::invalid("jwks_url", reason));
+            }
+            (Some(discovery), _) => discovery,
+            (None, Some(_)) => Discovery::Off,
+            (None, None) => default_discovery(&self.profile),
+        };
         let jwks_url = self
             .jwks_url
             .unwrap_or_else(|| crate::upstream::default_jwks_url(&issuer));
@@ -306,11 +365,15 @@ impl VerifierBuilder {
         if let Some((setting, _)) = timings.iter().find(|(_, d)| *d > MAX_TIMING) {
             return Err(ConfigError::invalid(setting, "at most 24 h"));
         }
-        let source = HttpJwksSource::new(jwks_url, &self.limits, self.algorithms.clone())
+        let locator = Locator::new(discovery, issuer.clone(), issuer_url, jwks_url);
+        let source = HttpJwksSource::new(locator, &self.limits, self.algorithms.clone())
             .map_err(|e| ConfigError::invalid("jwks http client", e.to_string()))?;
-        // A fetch is abandoned a second past its own HTTP timeout (an hour at most).
+        // A fetch is abandoned a second past the HTTP timeouts of its requests (an hour at
+        // most): the JWKS, after up to two discovery documents (RFC 8414's after a 404).
+        let requests = if discovery == Discovery::Off { 1 } else { 3 };
         let timing = KeyTiming {
-            fetch_deadline: (self.limits.timeout.saturating_add(Duration::from_secs(1)))
+            fetch_deadline: (self.limits.timeout.saturating_mul(requests))
+                .saturating_add(Duration::from_secs(1))
                 .min(Duration::from_secs(3600)),
             ..self.timing
         };
@@ -342,55 +405,4 @@ impl VerifierBuilder {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn audience_is_required() {
-        let err = Verifier::builder("https://a.kinde.com")
-            .build()
-            .unwrap_err();
-        assert_eq!(err, ConfigError::Missing("audience"));
-        assert!(err.to_string().contains("audience"));
-    }
-
-    #[test]
-    fn absurd_durations_are_configuration_errors() {
-        let builder = || Verifier::builder("https://a.kinde.com").audience("api");
-        let max = Duration::MAX;
-        let errors = [
-            builder().leeway(max).build().unwrap_err(),
-            builder()
-                .leeway(Duration::from_secs(3601))
-                .build()
-                .unwrap_err(),
-            builder().jwks_refresh_interval(max).build().unwrap_err(),
-            builder().unknown_kid_ttl(max).build().unwrap_err(),
-            builder().jwks_refetch_cooldown(max).build().unwrap_err(),
-            builder().jwks_cold_retry(max).build().unwrap_err(),
-        ];
-        for error in errors {
-            assert!(matches!(error, ConfigError::Invalid { .. }), "{error}");
-        }
-        assert!(builder().leeway(Duration::from_secs(3600)).build().is_ok());
-        // Caps that cannot hurt are taken as given.
-        let lenient = builder()
-            .token_cache_max_ttl(max)
-            .max_token_age(max)
-            .jwks_timeouts(max, max)
-            .build();
-        assert!(lenient.is_ok());
-    }
-
-    #[test]
-    fn the_issuer_is_kept_exactly_and_urls_work_with_either_form() {
-        for issuer in ["https://a.kinde.com/", "https://a.kinde.com"] {
-            let v = Verifier::builder(issuer).audience("api").build().unwrap();
-            assert_eq!(v.issuer(), issuer);
-            assert_eq!(
-                v.key_store().jwks_url(),
-                "https://a.kinde.com/.well-known/jwks.json"
-            );
-        }
-    }
-}
+mod tests;

@@ -43,6 +43,13 @@ impl Verifier {
         &self.others
     }
 
+    /// Each issuer's own verifier (without the others): this one's first.
+    pub(crate) fn each_issuer(&self) -> Vec<Verifier> {
+        std::iter::once(self.alone())
+            .chain(self.others.iter().cloned())
+            .collect()
+    }
+
     /// This verifier's own issuer, without the others.
     pub(crate) fn alone(&self) -> Verifier {
         Self {

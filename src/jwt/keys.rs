@@ -1,8 +1,9 @@
 //! [`KeyStore`]: the issuer's signing keys, by kid.
 //!
 //! Reads are a map lookup in the [`Published`] keys, so a request with a known kid never waits
-//! for the network. Fetches call our [`HttpJwksSource`] (jwks_client_rs's `JwksSource`); around
-//! it the store adds what jwks_client_rs's client lacks:
+//! for the network. Fetches call our [`HttpJwksSource`] (jwks_client_rs's `JwksSource`), which
+//! reads the issuer's discovery document first when [`Discovery`](super::Discovery) is on;
+//! around it the store adds what jwks_client_rs's client lacks:
 //!
 //! - **single flight**: one fetch at a time (the crate's [`SingleFlight`]), in its own task, so
 //!   a cancelled request cannot cancel a fetch others wait for;
@@ -172,9 +173,28 @@ impl KeyStore {
         self.inner.no_usable_key()
     }
 
-    /// The JWKS URL the keys come from.
-    pub fn jwks_url(&self) -> &str {
-        self.inner.source.url()
+    /// The JWKS URL the keys come from: the fixed one, or the `jwks_uri` the issuer's discovery
+    /// document named (see [`Discovery`](super::Discovery)), which may change at each refresh.
+    /// `None` while [`Discovery::Required`](super::Discovery::Required) has found none yet.
+    pub fn jwks_url(&self) -> Option<String> {
+        self.inner.source.locator().jwks_url().map(String::from)
+    }
+
+    /// Where the keys come from, for messages: the JWKS URL, or the document that should name
+    /// it.
+    pub(crate) fn jwks_location(&self) -> String {
+        self.inner.source.locator().describe()
+    }
+
+    /// How the JWKS is located.
+    pub(crate) fn discovery_mode(&self) -> super::Discovery {
+        self.inner.source.locator().mode()
+    }
+
+    /// What the issuer's discovery document says: what the last fetch read when discovery is
+    /// on, otherwise read now.
+    pub(crate) async fn discovery_document(&self) -> super::discovery::Found {
+        self.inner.source.discovery().await
     }
 
     /// Whether a key set was ever fetched (an empty one counts).
@@ -240,10 +260,13 @@ impl KeyStore {
             let inner = self.inner.clone();
             async move {
                 // A failure was logged, with its reason, by the source; the last good keys stay.
-                if let Ok(fetched) = inner.source.fetch().await
-                    && inner.published.publish(fetched)
-                {
-                    inner.warn_no_usable_key();
+                if let Ok(fetched) = inner.source.fetch().await {
+                    let unusable = inner.published.publish(fetched);
+                    let count = inner.published.current().keys.len();
+                    crate::metrics::jwks_keys(inner.source.locator().issuer(), count);
+                    if unusable {
+                        inner.warn_no_usable_key();
+                    }
                 }
             }
         };
@@ -282,7 +305,7 @@ impl Inner {
 
     /// See [`KeyStore::no_usable_key`].
     fn no_usable_key(&self) -> String {
-        let url = self.source.url();
+        let url = self.source.locator().describe();
         let map = self.published.current();
         if map.found.is_empty() {
             return format!("the key set at {url} holds no usable key: it is empty");
@@ -298,7 +321,7 @@ impl Inner {
     /// Says that the set just published holds keys, none usable.
     fn warn_no_usable_key(&self) {
         tracing::warn!(
-            jwks_url = self.source.url(),
+            jwks_url = %self.source.locator().describe(),
             algorithms_found = %self.published.current().found,
             allowed = %self.allowed(),
             "the JWKS holds no usable key for the allowed algorithms: every token will be \

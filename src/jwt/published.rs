@@ -74,7 +74,6 @@ impl Published {
             .map(|(kid, _)| &**kid)
             .collect();
         tracing::debug!(keys = map.keys.len(), "JWKS fetched");
-        crate::metrics::jwks_keys(map.keys.len());
         // The map first, then the epoch: a verification that read the old epoch may have used
         // a withdrawn key, and is looked at again; one that read the new epoch found the new map.
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);

@@ -3,6 +3,8 @@
 //! own cooldown and last good keys) and publishes what it returns; jwks_client_rs's own
 //! `JwksClient` is not used, since its TTL cache refetches for every unknown kid.
 //!
+//! - the URL asked of the [`Locator`] right before each fetch (the discovery document's
+//!   `jwks_uri`, or the fixed URL), the document read with the same client;
 //! - our own reqwest client: connect and total timeouts, no redirects, a body cap;
 //! - unusable keys dropped one by one (see [`jwk`](super::jwk)) before jwks_client_rs parses
 //!   each of the rest into its [`JsonWebKey`], because its set parse is all-or-nothing: one odd
@@ -16,6 +18,7 @@ use jwks_client_rs::{JsonWebKey, JsonWebKeySet, JwksClientError};
 use serde_json::Value;
 
 use super::algorithm::Algorithm;
+use super::discovery::{Found, Locator};
 use super::jwk::{describe_keys, usable_keys};
 use crate::upstream::Endpoint;
 
@@ -29,38 +32,43 @@ pub(crate) struct FetchLimits {
 
 pub(crate) struct HttpJwksSource {
     client: reqwest::Client,
-    url: reqwest::Url,
+    locator: Locator,
     max_body_bytes: usize,
     algorithms: Vec<Algorithm>,
 }
 
 impl HttpJwksSource {
-    /// Where the key set is fetched from.
-    pub(crate) fn url(&self) -> &str {
-        self.url.as_str()
+    /// Where the key set is found.
+    pub(crate) fn locator(&self) -> &Locator {
+        &self.locator
+    }
+
+    /// What the issuer's discovery document says (see [`Locator::document`]).
+    pub(crate) async fn discovery(&self) -> Found {
+        self.locator.document(&self.client).await
     }
 
     pub(crate) fn new(
-        url: reqwest::Url,
+        locator: Locator,
         limits: &FetchLimits,
         algorithms: Vec<Algorithm>,
     ) -> Result<Self, reqwest::Error> {
         let client = crate::upstream::client(limits.connect_timeout, limits.timeout)?;
         Ok(Self {
             client,
-            url,
+            locator,
             max_body_bytes: limits.max_body_bytes,
             algorithms,
         })
     }
 
-    /// GETs the JWKS and returns its `keys` array, or why it could not.
-    async fn download(&self) -> Result<Vec<Value>, String> {
+    /// GETs the JWKS at `url` and returns its `keys` array, or why it could not.
+    async fn download(&self, url: &url::Url) -> Result<Vec<Value>, String> {
         #[derive(serde::Deserialize)]
         struct RawSet {
             keys: Vec<Value>,
         }
-        let request = self.client.get(self.url.clone());
+        let request = self.client.get(url.clone());
         let set: RawSet = crate::upstream::json(Endpoint::Jwks, request, self.max_body_bytes)
             .await
             .map_err(|failure| failure.reason)?;
@@ -82,10 +90,13 @@ impl HttpJwksSource {
         &self.algorithms
     }
 
-    /// GETs the JWKS and keeps its usable keys. A failure is logged here, with its reason.
+    /// Locates the JWKS (asking the discovery document when on), GETs it and keeps its usable
+    /// keys. A failure is logged here (or by the locator), with its reason.
     pub(crate) async fn fetch(&self) -> Result<Fetched, ()> {
-        let raw = self.download().await.map_err(|reason| {
-            tracing::warn!(%reason, "JWKS fetch failed");
+        // No URL: the locator said why.
+        let url = self.locator.locate(&self.client).await.ok_or(())?;
+        let raw = self.download(&url).await.map_err(|reason| {
+            tracing::warn!(%url, %reason, "JWKS fetch failed");
         })?;
         let found = describe_keys(&raw);
         let keys = usable_keys(raw, &self.algorithms)

@@ -11,7 +11,10 @@
 //! at start. From Rust you mint user, M2M and ID tokens with any header and claims, grant and
 //! revoke live permissions, assign roles and set feature flags per (organization, user), rotate
 //! or retire keys, publish odd JWKs, inject faults per endpoint (down, slow, status with
-//! headers, garbage, huge, redirect) and count calls.
+//! headers, garbage, huge, redirect) and count calls. [`FakeKinde::builder`] lays it out as a
+//! generic OpenID provider instead (an issuer with a path or a trailing `/`, the JWKS at its
+//! own path named by the discovery document, RFC 8414's document, a document naming another
+//! issuer).
 //!
 //! ```
 //! use claimcheck::testing::FakeKinde;
@@ -65,11 +68,13 @@
 //! ```
 
 mod api;
+mod builder;
 mod fault;
 mod keys;
 mod roles;
 mod server;
 mod signing;
+mod site;
 mod token;
 mod webhook;
 
@@ -77,16 +82,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use api::{READ_PERMISSIONS_SCOPE, READ_ROLES_SCOPE, REFRESH_CLAIMS_SCOPE};
+pub use builder::FakeKindeBuilder;
 pub use fault::{Fault, RateLimit};
 pub use keys::KeyType;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_server::RedisServer;
 pub use server::Endpoint;
+pub use site::DiscoveryDocuments;
 pub use token::TokenBuilder;
 pub use webhook::{Session, Webhook};
 
@@ -117,13 +123,7 @@ impl FakeKinde {
 
     /// Starts a fake whose user tokens carry `audience`.
     pub async fn start_with_audience(audience: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local address");
-        let state = Arc::new(State::new(format!("http://{addr}"), audience.to_owned()));
-        let task = tokio::spawn(server::serve(listener, state.clone()));
-        Self { state, addr, task }
+        Self::builder().audience(audience).start().await
     }
 
     /// The socket address.
@@ -131,7 +131,8 @@ impl FakeKinde {
         self.addr
     }
 
-    /// The issuer (`http://127.0.0.1:<port>`), as in the tokens' `iss`.
+    /// The issuer (`http://127.0.0.1:<port>`, unless [`FakeKinde::builder`] said otherwise), as
+    /// in the tokens' `iss` and the discovery documents' `issuer`.
     pub fn issuer(&self) -> &str {
         &self.state.issuer
     }
@@ -141,9 +142,10 @@ impl FakeKinde {
         &self.state.audience
     }
 
-    /// `{issuer}/.well-known/jwks.json`.
+    /// `{issuer}/.well-known/jwks.json` (Kinde's JWKS URL without discovery), or the JWKS path
+    /// the fake was given. See also [`FakeKinde::jwks_uri`].
     pub fn jwks_url(&self) -> String {
-        format!("{}/.well-known/jwks.json", self.issuer())
+        self.state.site.jwks_url()
     }
 
     /// A user access token like Kinde's: `sub`, `aud: [audience]`, `org_code`, `permissions: []`,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use axum::body::Body;
 use axum::extract::State as AxumState;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Form, Json, Router};
 use http::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -19,15 +19,18 @@ use tower::ServiceExt;
 use super::api::Directory;
 use super::fault::{Effect, Fault, Limiter, RateLimit};
 use super::keys::SigningKey;
+use super::site::{Route, Site};
 use super::token::now;
 
 /// An endpoint of the fake Kinde, for faults and call counts.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
-    /// `GET /.well-known/jwks` and `/.well-known/jwks.json`.
+    /// `GET /.well-known/jwks` and `/.well-known/jwks.json` (after the issuer's path), or the
+    /// JWKS path the fake was given.
     Jwks,
-    /// `GET /.well-known/openid-configuration`.
+    /// `GET /.well-known/openid-configuration` (after the issuer's path) and
+    /// `/.well-known/oauth-authorization-server` (before it), served or not.
     Discovery,
     /// `POST /oauth2/token`.
     Token,
@@ -60,8 +63,6 @@ impl Endpoint {
 
     fn of(path: &str) -> Option<Self> {
         match path {
-            "/.well-known/jwks" | "/.well-known/jwks.json" => Some(Self::Jwks),
-            "/.well-known/openid-configuration" => Some(Self::Discovery),
             "/oauth2/token" => Some(Self::Token),
             "/account_api/v1/permissions" => Some(Self::AccountPermissions),
             "/account_api/v1/roles" => Some(Self::AccountRoles),
@@ -101,10 +102,11 @@ pub(crate) struct State {
     calls: [AtomicUsize; Endpoint::ALL.len()],
     pub(crate) clients: Mutex<HashMap<String, (String, Vec<String>)>>,
     pub(crate) directory: Directory,
+    pub(crate) site: Site,
 }
 
 impl State {
-    pub(crate) fn new(issuer: String, audience: String) -> Self {
+    pub(crate) fn new(issuer: String, audience: String, site: Site) -> Self {
         Self {
             issuer,
             audience,
@@ -117,6 +119,7 @@ impl State {
             calls: Default::default(),
             clients: Mutex::new(HashMap::new()),
             directory: Directory::default(),
+            site,
         }
     }
 
@@ -227,7 +230,8 @@ async fn answer(
     router: Router,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response, Dropped> {
-    let endpoint = Endpoint::of(req.uri().path());
+    let path = req.uri().path();
+    let endpoint = state.site.endpoint(path).or_else(|| Endpoint::of(path));
     let mut late = None;
     if let Some(endpoint) = endpoint {
         state.calls[endpoint.index()].fetch_add(1, Ordering::SeqCst);
@@ -242,8 +246,15 @@ async fn answer(
             Some(Effect::Late(delay)) => late = Some(delay),
         }
     }
-    let response = router.oneshot(req.map(Body::new)).await;
-    let response = response.unwrap_or_else(|never: Infallible| match never {});
+    let response = match state.site.route(req.uri().path(), &state.issuer) {
+        Some(Route::Jwks) => Json(state.jwks()).into_response(),
+        Some(Route::Document(document)) => Json(document).into_response(),
+        Some(Route::Missing) => StatusCode::NOT_FOUND.into_response(),
+        None => {
+            let response = router.oneshot(req.map(Body::new)).await;
+            response.unwrap_or_else(|never: Infallible| match never {})
+        }
+    };
     if let Some(delay) = late {
         tokio::time::sleep(delay).await;
     }
@@ -251,34 +262,11 @@ async fn answer(
 }
 
 fn routes(state: Arc<State>) -> Router {
+    // The JWKS and the discovery documents are the site's (see `answer`).
     Router::new()
-        .route("/.well-known/jwks", get(jwks))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/.well-known/openid-configuration", get(discovery))
         .route("/oauth2/token", post(token))
         .merge(super::api::routes())
         .with_state(state)
-}
-
-async fn jwks(AxumState(state): AxumState<Arc<State>>) -> Json<Value> {
-    Json(state.jwks())
-}
-
-async fn discovery(AxumState(state): AxumState<Arc<State>>) -> Json<Value> {
-    let iss = &state.issuer;
-    Json(json!({
-        "issuer": iss,
-        "authorization_endpoint": format!("{iss}/oauth2/auth"),
-        "token_endpoint": format!("{iss}/oauth2/token"),
-        "jwks_uri": format!("{iss}/.well-known/jwks"),
-        "userinfo_endpoint": format!("{iss}/oauth2/v2/user_profile"),
-        "end_session_endpoint": format!("{iss}/logout"),
-        "introspection_endpoint": format!("{iss}/oauth2/introspect"),
-        "revocation_endpoint": format!("{iss}/oauth2/revoke"),
-        "response_types_supported": ["code", "token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-    }))
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
