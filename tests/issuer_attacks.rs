@@ -813,7 +813,7 @@ async fn webhooks_are_kindes_only_whichever_issuer_is_configured_first() {
 }
 
 #[tokio::test]
-#[ignore = "DEFECT: with a generic issuer first and Kinde as other_issuer, webhooks are verified with the generic issuer's keys"]
+
 async fn webhooks_are_kindes_even_when_kinde_is_the_other_issuer() {
     // B (generic) first, Kinde other: the webhook receiver must still use Kinde's keys.
     let a = FakeKinde::start().await;
@@ -831,7 +831,7 @@ async fn webhooks_are_kindes_even_when_kinde_is_the_other_issuer() {
 }
 
 #[tokio::test]
-#[ignore = "DEFECT: under RFC 9068 a machine's grants come from `scp` when both `scope` and `scp` are present, a user's from `scope`"]
+
 async fn a_machines_scope_claim_decides_as_a_users_does() {
     let (h, b) = two_issuers().await;
     let machine = |scope: &str, scp: serde_json::Value| {

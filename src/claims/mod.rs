@@ -3,7 +3,9 @@
 //! Kinde's shapes are understood natively: `permissions` (keys for the org in `org_code`),
 //! `roles` as strings or `{id,key,name}` objects, typed `feature_flags` (`{"t":"b","v":true}`),
 //! `scp`, `aud` as a string or an array, `gty` for machine-to-machine tokens (which carry no
-//! `sub`), and the `x-hasura-*` claim names Kinde's Hasura integration uses instead.
+//! `sub`), and the `x-hasura-*` claim names Kinde's Hasura integration uses instead. Other
+//! issuers' tokens (RFC 9068) are read as their issuer's [`Profile`] says: where permissions
+//! are, what marks a machine token.
 //!
 //! ```
 //! use axum::{Json, Router, routing::get};
@@ -188,7 +190,8 @@ impl Claims {
         &self.0.repr
     }
 
-    /// `sub`: the user id (`kp_…`). `None` for machine-to-machine tokens.
+    /// `sub`: the user id (`kp_…`). `None` for Kinde's machine-to-machine tokens (RFC 9068
+    /// issuers put the client id there).
     pub fn subject(&self) -> Option<&str> {
         self.repr().sub.as_deref()
     }
@@ -246,7 +249,7 @@ impl Claims {
             .flat_map(|flags| flags.keys().map(String::as_str))
     }
 
-    /// `scp` (or the space-separated `scope` of M2M tokens): the granted OAuth scopes.
+    /// The granted OAuth scopes: the space-separated `scope` (RFC 9068) when present, else `scp`.
     pub fn scopes(&self) -> &[String] {
         &self.repr().scp
     }

@@ -108,7 +108,7 @@ fn btree_bytes(len: usize, entry: usize) -> usize {
 
 impl Repr {
     /// Kinde's alternative shapes folded into the standard ones: `x-hasura-*` claims when the
-    /// standard ones are absent, and the space-separated `scope` when `scp` is.
+    /// standard ones are absent, and the space-separated `scope` in place of `scp` when present.
     pub(super) fn normalised(mut self) -> Self {
         if self.permissions.is_none() {
             self.permissions = self.hasura_permissions.take();
@@ -122,7 +122,9 @@ impl Repr {
         if self.feature_flags.is_none() {
             self.feature_flags = self.hasura_feature_flags.take();
         }
-        if let (true, Some(scope)) = (self.scp.is_empty(), &self.scope) {
+        // RFC 9068's `scope` decides when present (Kinde's tokens agree in both when they
+        // carry both), so a machine's grants and a user's are read the same way.
+        if let Some(scope) = &self.scope {
             self.scp = scope.split_ascii_whitespace().map(str::to_owned).collect();
         }
         self

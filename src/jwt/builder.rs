@@ -205,7 +205,8 @@ impl VerifierBuilder {
     /// with a key id of issuer B's is an unknown key to A). With one issuer, nothing is read
     /// ahead. [`build`](Self::build) fails if an issuer is configured twice (compared exactly:
     /// a trailing `/` makes another issuer) or there are more than 64. Kinde webhooks are
-    /// verified with this builder's own issuer's keys.
+    /// verified with the keys of the first issuer with Kinde's profile only (another issuer
+    /// could otherwise sign Kinde change events).
     ///
     /// ```
     /// use claimcheck::Verifier;

@@ -50,6 +50,15 @@ impl Verifier {
             .collect()
     }
 
+    /// The issuer whose keys sign Kinde's webhooks: the first with Kinde's profile (this
+    /// verifier's own when none has: a verifier built for one issuer, whatever its profile).
+    pub(crate) fn webhook_issuer(&self) -> &Verifier {
+        std::iter::once(self)
+            .chain(self.others.iter())
+            .find(|v| v.profile().is_kindes())
+            .unwrap_or(self)
+    }
+
     /// This verifier's own issuer, without the others.
     pub(crate) fn alone(&self) -> Verifier {
         Self {

@@ -183,14 +183,19 @@ impl Verifier {
         self.finish(token, &parsed, key, epoch)
     }
 
-    /// Verifies a JWT's header and signature with the issuer's keys, under the same rules as
-    /// access tokens, and returns its payload as JSON text without checking any claim. For
-    /// Kinde's webhook JWTs, which carry no `iss`, `aud` or `exp`.
+    /// Verifies a JWT's header and signature with the keys of the Kinde business (see
+    /// [`webhook_issuer`](Self::webhook_issuer)), under the same rules as access tokens, and
+    /// returns its payload as JSON text without checking any claim. For Kinde's webhook JWTs,
+    /// which carry no `iss`, `aud` or `exp`: no other issuer's key may sign one.
     pub(crate) async fn verify_signature(
         &self,
         token: &str,
         max_bytes: usize,
     ) -> Result<String, AuthError> {
+        let kinde = self.webhook_issuer();
+        if !Arc::ptr_eq(&kinde.inner, &self.inner) {
+            return Box::pin(kinde.verify_signature(token, max_bytes)).await;
+        }
         let parsed = self.parse(token, max_bytes)?;
         let key = self.key(&parsed).await?;
         self.check_signature(&parsed, &key)?;
