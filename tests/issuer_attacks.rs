@@ -11,56 +11,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use claimcheck::claims::Profile;
+use claimcheck::AuthErrorKind;
 use claimcheck::jwt::Algorithm;
-use claimcheck::testing::{Endpoint, FakeKinde, Fault, KeyType, TokenBuilder};
-use claimcheck::{AuthErrorKind, Verifier};
-use common::{Harness, Via, fast, live_for, start_live, start_with, verifier_for};
+use claimcheck::testing::{Endpoint, FakeKinde, Fault, KeyType};
+use common::issuers::{
+    B_AUDIENCE, assert_both_serve, b_builder, b_token, b_verifier, generic_issuer, two_issuers,
+};
+use common::{Via, live_for, start_live, start_with, verifier_for};
 use serde_json::json;
-
-const B_AUDIENCE: &str = "https://api.example.com";
-
-/// B: a generic RFC 9068 issuer `http://127.0.0.1:<port>/`, keys at `/oauth/keys`.
-async fn generic_issuer() -> FakeKinde {
-    FakeKinde::builder()
-        .audience(B_AUDIENCE)
-        .issuer_trailing_slash()
-        .jwks_path("/oauth/keys")
-        .start()
-        .await
-}
-
-fn b_builder(b: &FakeKinde) -> claimcheck::jwt::VerifierBuilder {
-    fast(Verifier::builder(b.issuer()))
-        .audience(B_AUDIENCE)
-        .profile(Profile::rfc9068())
-}
-
-fn b_verifier(b: &FakeKinde) -> Verifier {
-    b_builder(b).build().unwrap()
-}
-
-/// A token B issues: its `iss`, `typ: at+jwt`, scopes in `scope`.
-fn b_token(b: &FakeKinde, scope: &str) -> TokenBuilder {
-    b.user_token("b-user")
-        .claim("iss", b.issuer())
-        .without_claim("permissions")
-        .header("typ", "at+jwt")
-        .claim("client_id", "b-app")
-        .claim("scope", scope)
-}
-
-/// A's harness (Kinde's profile, Account API live source), its verifier also accepting B.
-async fn two_issuers() -> (Harness, FakeKinde) {
-    let a = FakeKinde::start().await;
-    let b = generic_issuer().await;
-    let verifier = verifier_for(&a)
-        .other_issuer(b_verifier(&b))
-        .build()
-        .unwrap();
-    assert!(verifier.warm_up().await);
-    (start_with(a, verifier).await, b)
-}
 
 fn exp() -> u64 {
     std::time::SystemTime::now()
@@ -235,18 +193,7 @@ async fn an_algorithm_allowed_for_one_issuer_only_is_refused_for_the_other() {
         .await
         .assert_invalid_token();
     // Controls: each issuer's own algorithm works.
-    assert_eq!(
-        h.get("/reports", Some(&b_token(&b, "read:reports").sign()))
-            .await
-            .status,
-        200
-    );
-    let a_own = h
-        .kinde
-        .user_token("a-user")
-        .permissions(["read:reports"])
-        .sign();
-    assert_eq!(h.get("/reports", Some(&a_own)).await.status, 200);
+    assert_both_serve(&h, &b).await;
 }
 
 #[tokio::test]
@@ -307,18 +254,7 @@ async fn a_flood_of_unknown_key_ids_for_one_issuer_costs_the_other_nothing() {
     );
     assert!(b.calls(Endpoint::Discovery) - b_discovery <= fetched);
     // Both issuers still serve their tokens.
-    assert_eq!(
-        h.get("/reports", Some(&b_token(&b, "read:reports").sign()))
-            .await
-            .status,
-        200
-    );
-    let a_token = h
-        .kinde
-        .user_token("a-user")
-        .permissions(["read:reports"])
-        .sign();
-    assert_eq!(h.get("/reports", Some(&a_token)).await.status, 200);
+    assert_both_serve(&h, &b).await;
 }
 
 #[tokio::test]

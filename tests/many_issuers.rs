@@ -6,57 +6,10 @@
 
 mod common;
 
-use claimcheck::claims::Profile;
 use claimcheck::testing::{Endpoint, FakeKinde};
 use claimcheck::{AuthErrorKind, ConfigError, Verifier};
-use common::{Harness, fast, start_with, verifier_for};
-
-const B_AUDIENCE: &str = "https://api.example.com";
-
-/// A's harness, whose verifier also accepts B (`{B}/`, generic profile, audience B_AUDIENCE).
-async fn two_issuers() -> (Harness, FakeKinde) {
-    let a = FakeKinde::start().await;
-    let b = generic_issuer().await;
-    let verifier = verifier_for(&a)
-        .other_issuer(b_verifier(&b))
-        .build()
-        .unwrap();
-    assert!(verifier.warm_up().await, "both key sets fetched");
-    (start_with(a, verifier).await, b)
-}
-
-/// B: `http://127.0.0.1:<port>/`, keys at `/oauth/keys` (Kinde's JWKS paths answer 404).
-async fn generic_issuer() -> FakeKinde {
-    FakeKinde::builder()
-        .audience(B_AUDIENCE)
-        .issuer_trailing_slash()
-        .jwks_path("/oauth/keys")
-        .start()
-        .await
-}
-
-fn b_issuer(b: &FakeKinde) -> String {
-    assert!(b.issuer().ends_with('/'));
-    b.issuer().to_owned()
-}
-
-fn b_verifier(b: &FakeKinde) -> Verifier {
-    fast(Verifier::builder(b_issuer(b)))
-        .audience(B_AUDIENCE)
-        .profile(Profile::rfc9068())
-        .build()
-        .unwrap()
-}
-
-/// A token B issues: its `iss` (with the slash), `typ: at+jwt`, scopes in `scope`.
-fn b_token(b: &FakeKinde, scope: &str) -> claimcheck::testing::TokenBuilder {
-    b.user_token("b-user")
-        .claim("iss", b_issuer(b))
-        .without_claim("permissions")
-        .header("typ", "at+jwt")
-        .claim("client_id", "b-app")
-        .claim("scope", scope)
-}
+use common::issuers::{B_AUDIENCE, b_issuer, b_token, b_verifier, generic_issuer, two_issuers};
+use common::{fast, start_with, verifier_for};
 
 #[tokio::test]
 async fn each_issuer_verifies_its_own_tokens_its_own_way() {

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 pub mod example;
 #[cfg(feature = "redis")]
 pub mod fleet;
+pub mod issuers;
 pub mod log;
 
 pub const READ_REPORTS: Permission = Permission::from_static("read:reports");
