@@ -20,11 +20,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use jwks_client_rs::source::JwksSource;
 use moka::sync::Cache;
 use tokio::time::Instant;
 
 use super::published::Published;
-use super::source::HttpJwksSource;
+use super::source::{Fetched, HttpJwksSource};
 use super::verifying_key::VerifyingKey;
 use crate::clock::now_ms;
 use crate::single_flight::{Ended, SingleFlight, Waiter};
@@ -260,8 +261,9 @@ impl KeyStore {
             let inner = self.inner.clone();
             async move {
                 // A failure was logged, with its reason, by the source; the last good keys stay.
-                if let Ok(fetched) = inner.source.fetch().await {
-                    let unusable = inner.published.publish(fetched);
+                if let Ok(set) = inner.source.fetch_keys().await {
+                    let found = inner.source.found();
+                    let unusable = inner.published.publish(Fetched { set, found });
                     let count = inner.published.current().keys.len();
                     crate::metrics::jwks_keys(inner.source.locator().issuer(), count);
                     if unusable {

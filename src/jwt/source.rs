@@ -11,6 +11,11 @@
 //!   key would fail the whole set;
 //! - what the set's keys were, usable or not, kept beside the usable ones ([`Fetched`]), so a
 //!   set without a usable key can say what it holds instead.
+//!
+//! The key store calls it through jwks_client_rs's [`JwksSource`] trait, as that crate's own
+//! client would.
+
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use jwks_client_rs::source::JwksSource;
@@ -35,6 +40,8 @@ pub(crate) struct HttpJwksSource {
     locator: Locator,
     max_body_bytes: usize,
     algorithms: Vec<Algorithm>,
+    /// What the last set downloaded held (see [`found`](Self::found)).
+    found: Mutex<String>,
 }
 
 impl HttpJwksSource {
@@ -59,6 +66,7 @@ impl HttpJwksSource {
             locator,
             max_body_bytes: limits.max_body_bytes,
             algorithms,
+            found: Mutex::new(String::new()),
         })
     }
 
@@ -90,34 +98,33 @@ impl HttpJwksSource {
         &self.algorithms
     }
 
-    /// Locates the JWKS (asking the discovery document when on), GETs it and keeps its usable
-    /// keys. A failure is logged here (or by the locator), with its reason.
-    pub(crate) async fn fetch(&self) -> Result<Fetched, ()> {
-        // No URL: the locator said why.
-        let url = self.locator.locate(&self.client).await.ok_or(())?;
-        let raw = self.download(&url).await.map_err(|reason| {
-            tracing::warn!(%url, %reason, "JWKS fetch failed");
-        })?;
-        let found = describe_keys(&raw);
-        let keys = usable_keys(raw, &self.algorithms)
-            .into_iter()
-            .filter_map(|value| serde_json::from_value::<JsonWebKey>(value).ok())
-            .collect::<Vec<_>>();
-        Ok(Fetched {
-            set: JsonWebKeySet::from(keys),
-            found,
-        })
+    /// What the last key set downloaded held, usable or not (see [`describe_keys`]): read by
+    /// the key store right after its fetch (fetches are single-flight), for [`Fetched`].
+    pub(crate) fn found(&self) -> String {
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
 #[async_trait]
 impl JwksSource for HttpJwksSource {
+    /// Locates the JWKS (asking the discovery document when on), GETs it and keeps its usable
+    /// keys. A failure is logged here (or by the locator), with its reason: jwks_client_rs's
+    /// error type cannot carry ours (its variants are private), so the caller gets a generic
+    /// jsonwebtoken error.
     async fn fetch_keys(&self) -> Result<JsonWebKeySet, JwksClientError> {
-        // The reason of a failure was logged by `fetch`: jwks_client_rs's error type cannot
-        // carry ours (its variants are private), so the caller gets a generic jsonwebtoken error.
-        self.fetch().await.map(|fetched| fetched.set).map_err(|()| {
-            jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)
-                .into()
-        })
+        let failed =
+            || jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat);
+        // No URL: the locator said why.
+        let url = self.locator.locate(&self.client).await.ok_or_else(failed)?;
+        let raw = self.download(&url).await.map_err(|reason| {
+            tracing::warn!(%url, %reason, "JWKS fetch failed");
+            failed()
+        })?;
+        *self.found.lock().unwrap_or_else(|e| e.into_inner()) = describe_keys(&raw);
+        let keys = usable_keys(raw, &self.algorithms)
+            .into_iter()
+            .filter_map(|value| serde_json::from_value::<JsonWebKey>(value).ok())
+            .collect::<Vec<_>>();
+        Ok(JsonWebKeySet::from(keys))
     }
 }

@@ -156,10 +156,9 @@ impl Verifier {
     /// `false` is not fatal: requests answer 503 until the JWKS is reachable.
     pub async fn warm_up(&self) -> bool {
         let mut ok = true;
-        for other in self.others.iter() {
-            ok &= Box::pin(other.warm_up()).await;
+        for issuer in std::iter::once(self).chain(self.others.iter()) {
+            ok &= issuer.inner.keys.warm_up().await;
         }
-        ok &= self.inner.keys.warm_up().await;
         if !ok {
             tracing::warn!(
                 "JWKS unavailable at warm-up; requests answer 503 until it is reachable"
@@ -170,11 +169,15 @@ impl Verifier {
 
     /// Verifies `token` (the bare JWT, without `Bearer `).
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let verifier = self.route(token)?;
-        if !Arc::ptr_eq(&verifier.inner, &self.inner) {
-            return Box::pin(verifier.verify(token)).await;
+        self.route(token)?.verify_here(token).await
+    }
+
+    /// [`verify`](Self::verify) by this verifier's own issuer.
+    async fn verify_here(&self, token: &str) -> Result<Claims, AuthError> {
+        if let Some(claims) = self.cached_here(token.as_bytes()) {
+            return Ok(claims);
         }
-        if let Step::Done(result) = self.try_verify(token.as_bytes()) {
+        if let Step::Done(result) = self.uncached_here(token) {
             return result;
         }
         let parsed = self.parse(token, self.inner.max_token_bytes)?;
@@ -193,12 +196,9 @@ impl Verifier {
         max_bytes: usize,
     ) -> Result<String, AuthError> {
         let kinde = self.webhook_issuer();
-        if !Arc::ptr_eq(&kinde.inner, &self.inner) {
-            return Box::pin(kinde.verify_signature(token, max_bytes)).await;
-        }
-        let parsed = self.parse(token, max_bytes)?;
-        let key = self.key(&parsed).await?;
-        self.check_signature(&parsed, &key)?;
+        let parsed = kinde.parse(token, max_bytes)?;
+        let key = kinde.key(&parsed).await?;
+        kinde.check_signature(&parsed, &key)?;
         decode_payload(parsed.payload)
     }
 
@@ -216,28 +216,21 @@ impl Verifier {
         })
     }
 
-    /// Everything that can be decided without waiting: a cache hit, a malformed token, or a
-    /// full verification with a key already known.
-    pub(crate) fn try_verify(&self, token: &[u8]) -> Step {
-        match self.cached(token) {
-            Some(claims) => Step::Done(Ok(claims)),
-            None => self.try_verify_uncached(token),
-        }
-    }
-
-    /// [`try_verify`](Self::try_verify) for a token [`cached`](Self::cached) just missed: only
-    /// a token verified anew is read as text.
+    /// Everything that can be decided without waiting for a token the
+    /// [cache](Self::cached) just missed: a malformed token, or a full verification with a key
+    /// already known (only a token verified anew is read as text).
     pub(crate) fn try_verify_uncached(&self, token: &[u8]) -> Step {
         let Ok(token) = std::str::from_utf8(token) else {
             return Step::Done(Err(invalid("not a compact JWS")));
         };
         match self.route(token) {
-            Ok(verifier) if !Arc::ptr_eq(&verifier.inner, &self.inner) => {
-                return verifier.try_verify_uncached(token.as_bytes());
-            }
-            Ok(_) => {}
-            Err(error) => return Step::Done(Err(error)),
+            Ok(verifier) => verifier.uncached_here(token),
+            Err(error) => Step::Done(Err(error)),
         }
+    }
+
+    /// [`try_verify_uncached`](Self::try_verify_uncached) by this verifier's own issuer.
+    fn uncached_here(&self, token: &str) -> Step {
         let parsed = match self.parse(token, self.inner.max_token_bytes) {
             Ok(parsed) => parsed,
             Err(e) => return Step::Done(Err(e)),
