@@ -55,9 +55,11 @@ pub(crate) fn issuer_base(issuer: &str) -> &str {
 }
 
 /// Whether a token of `issuer` belongs to the business whose API is at `base` (the checked
-/// issuer URL its source was built on; either may end with `/`).
+/// issuer URL its source was built on): both compared as parsed URLs (so a host's case or a
+/// default port does not tell them apart), either with or without a trailing `/`.
 pub(crate) fn same_issuer(issuer: &str, base: &url::Url) -> bool {
-    issuer_base(issuer) == issuer_base(base.as_str())
+    url::Url::parse(issuer)
+        .is_ok_and(|issuer| issuer_base(issuer.as_str()) == issuer_base(base.as_str()))
 }
 
 /// Kinde's JWKS location for `issuer`: `{issuer}/.well-known/jwks.json`.
@@ -331,6 +333,31 @@ mod tests {
             "KINDE_ISSUER_URL is invalid: `mybiz.kinde.com` has no scheme: write \
              `https://mybiz.kinde.com` (or set KINDE_DOMAIN, which adds https://)"
         );
+    }
+
+    #[test]
+    fn an_issuer_is_the_same_business_however_its_url_is_spelled() {
+        let base = |url: &str| check_url("issuer", url).unwrap();
+        for (issuer, configured) in [
+            ("https://a.kinde.com", "https://a.kinde.com"),
+            ("https://a.kinde.com/", "https://a.kinde.com"),
+            ("https://a.kinde.com", "https://a.kinde.com/"),
+            // As configured by hand, and so in the tokens' `iss`: the base URL is normalised.
+            ("https://Auth.Example.com", "https://Auth.Example.com"),
+            ("https://a.kinde.com:443", "https://a.kinde.com:443"),
+            ("https://h/tenant", "https://h/tenant/"),
+        ] {
+            assert!(same_issuer(issuer, &base(configured)), "{issuer} {configured}");
+        }
+        for (issuer, configured) in [
+            ("https://b.kinde.com", "https://a.kinde.com"),
+            ("https://a.kinde.com/other", "https://a.kinde.com"),
+            ("https://a.kinde.com:8443", "https://a.kinde.com"),
+            ("http://a.kinde.com", "https://a.kinde.com"),
+            ("not a url", "https://a.kinde.com"),
+        ] {
+            assert!(!same_issuer(issuer, &base(configured)), "{issuer} {configured}");
+        }
     }
 
     #[test]
