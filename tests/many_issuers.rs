@@ -154,6 +154,14 @@ async fn an_issuer_configured_twice_is_a_configuration_error() {
         let err = verifier.verify(junk).await.unwrap_err();
         assert_eq!(err.kind(), AuthErrorKind::InvalidToken, "{:.20}", junk);
     }
+    // A token over every issuer's size cap is refused before its payload is decoded to read
+    // the issuer (decoded, this one would be refused for naming none).
+    let log = common::log::Log::default();
+    let _debug = log.capture_at(tracing::Level::DEBUG);
+    assert!(verifier.verify(&huge).await.is_err());
+    let text = log.text();
+    assert!(text.contains("token over the size cap"), "{text}");
+    assert!(!text.contains("no iss"), "{text}");
 }
 
 #[tokio::test]
