@@ -347,7 +347,10 @@ mod tests {
             ("https://a.kinde.com:443", "https://a.kinde.com:443"),
             ("https://h/tenant", "https://h/tenant/"),
         ] {
-            assert!(same_issuer(issuer, &base(configured)), "{issuer} {configured}");
+            assert!(
+                same_issuer(issuer, &base(configured)),
+                "{issuer} {configured}"
+            );
         }
         for (issuer, configured) in [
             ("https://b.kinde.com", "https://a.kinde.com"),
@@ -356,7 +359,10 @@ mod tests {
             ("http://a.kinde.com", "https://a.kinde.com"),
             ("not a url", "https://a.kinde.com"),
         ] {
-            assert!(!same_issuer(issuer, &base(configured)), "{issuer} {configured}");
+            assert!(
+                !same_issuer(issuer, &base(configured)),
+                "{issuer} {configured}"
+            );
         }
     }
 

@@ -159,17 +159,22 @@ impl KindeAccountApi {
         self
     }
 
+    /// Ok when `query`'s caller is a user of this business: a token of another issuer is
+    /// neither sent here nor looked up (Kinde would answer for whoever has that id here).
+    pub(super) fn serves(&self, query: &PermissionQuery) -> Result<(), SourceError> {
+        if upstream::same_issuer(query.issuer(), &self.base) {
+            Ok(())
+        } else {
+            Err(SourceError::other_issuer(query.issuer(), self.base.as_str()))
+        }
+    }
+
     /// Every entry of the list `D` for the caller of `query`, page after page.
     async fn list<D: ListData>(
         &self,
         query: &PermissionQuery,
     ) -> Result<Vec<D::Item>, SourceError> {
-        if !upstream::same_issuer(query.issuer(), &self.base) {
-            return Err(SourceError::other_issuer(
-                query.issuer(),
-                self.base.as_str(),
-            ));
-        }
+        self.serves(query)?;
         // The verifier's leeway lets a just-expired token in here; Kinde has none for it.
         let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
         if query.claims().expires_at() <= now {

@@ -110,17 +110,6 @@ impl KindeManagementApi {
         })
     }
 
-    /// Ok when `query`'s caller is a user of this business: a user of another issuer is not
-    /// looked up here (Kinde would answer for whoever has that id in this business).
-    fn serves(&self, query: &PermissionQuery) -> Result<(), SourceError> {
-        let base = &self.inner.base;
-        if upstream::same_issuer(query.issuer(), base) {
-            Ok(())
-        } else {
-            Err(SourceError::other_issuer(query.issuer(), base.as_str()))
-        }
-    }
-
     /// The permissions `user_id` holds in `org_code`, straight from Kinde (no cache).
     pub async fn user_permissions(
         &self,
@@ -222,7 +211,7 @@ impl PermissionSource for KindeManagementApi {
 
     fn permissions<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a> {
         Box::pin(async move {
-            self.serves(query)?;
+            self.inner.account.serves(query)?;
             let Some(org_code) = query.org_code() else {
                 tracing::debug!(target: "claimcheck::live", "token has no org_code: no permissions");
                 return Ok(PermissionSet::new());
@@ -233,7 +222,7 @@ impl PermissionSource for KindeManagementApi {
 
     fn roles<'a>(&'a self, query: &'a PermissionQuery) -> SourceFuture<'a, KeySet> {
         Box::pin(async move {
-            self.serves(query)?;
+            self.inner.account.serves(query)?;
             let Some(org_code) = query.org_code() else {
                 tracing::debug!(target: "claimcheck::live", "token has no org_code: no roles");
                 return Ok(KeySet::new());
