@@ -126,13 +126,21 @@ fn check_point(
     x: Option<&str>,
     y: Option<&str>,
 ) -> Result<(), &'static str> {
-    let x = coordinate(x, size).map_err(|e| e.with("x"))?;
+    let x = coordinate(
+        x,
+        size,
+        ["no x", "x is not base64url", "x is not the curve's size"],
+    )?;
     let algorithm = match kind {
         KeyKind::P256 => &ECDSA_P256_SHA256_FIXED,
         KeyKind::P384 => &ECDSA_P384_SHA384_FIXED,
         KeyKind::Rsa | KeyKind::Ed25519 => return Ok(()),
     };
-    let y = coordinate(y, size).map_err(|e| e.with("y"))?;
+    let y = coordinate(
+        y,
+        size,
+        ["no y", "y is not base64url", "y is not the curve's size"],
+    )?;
     let mut point = Vec::with_capacity(1 + 2 * size);
     point.push(0x04); // SEC1 uncompressed
     point.extend_from_slice(&x);
@@ -141,33 +149,18 @@ fn check_point(
     Ok(())
 }
 
-/// Why a coordinate is unusable, before knowing which field it is.
-enum Coordinate {
-    Missing,
-    NotBase64url,
-    WrongSize,
-}
-
-impl Coordinate {
-    fn with(self, field: &str) -> &'static str {
-        match (self, field) {
-            (Self::Missing, "x") => "no x",
-            (Self::Missing, _) => "no y",
-            (Self::NotBase64url, "x") => "x is not base64url",
-            (Self::NotBase64url, _) => "y is not base64url",
-            (Self::WrongSize, "x") => "x is not the curve's size",
-            (Self::WrongSize, _) => "y is not the curve's size",
-        }
-    }
-}
-
-/// Decodes an unpadded base64url coordinate of exactly `size` bytes.
-fn coordinate(field: Option<&str>, size: usize) -> Result<Vec<u8>, Coordinate> {
+/// Decodes an unpadded base64url coordinate of exactly `size` bytes; `why` says, in order,
+/// that it is missing, not base64url, or not that size.
+fn coordinate(
+    field: Option<&str>,
+    size: usize,
+    why: [&'static str; 3],
+) -> Result<Vec<u8>, &'static str> {
     let bytes = URL_SAFE_NO_PAD
-        .decode(field.ok_or(Coordinate::Missing)?)
-        .map_err(|_| Coordinate::NotBase64url)?;
+        .decode(field.ok_or(why[0])?)
+        .map_err(|_| why[1])?;
     if bytes.len() != size {
-        return Err(Coordinate::WrongSize);
+        return Err(why[2]);
     }
     Ok(bytes)
 }

@@ -165,7 +165,10 @@ impl KindeAccountApi {
         if upstream::same_issuer(query.issuer(), &self.base) {
             Ok(())
         } else {
-            Err(SourceError::other_issuer(query.issuer(), self.base.as_str()))
+            Err(SourceError::other_issuer(
+                query.issuer(),
+                self.base.as_str(),
+            ))
         }
     }
 
