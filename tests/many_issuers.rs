@@ -267,6 +267,29 @@ async fn startup_and_readiness_checks_cover_every_issuer() {
         "{}",
         failing[0].detail()
     );
+    // Meanwhile one issuer's outage is not the other's: A serves, B's callers get 503.
+    let a_token = h
+        .kinde
+        .user_token("a-user")
+        .permissions(["read:reports"])
+        .sign();
+    assert_eq!(h.get("/reports", Some(&a_token)).await.status, 200);
+    let b_token = b_token(&down, "read:reports").sign();
+    let answer = h.get("/reports", Some(&b_token)).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(answer.retry_after.is_some());
+    // B's JWKS back: its callers are served at the next cold retry, and the layer is ready.
+    down.clear_fault(Endpoint::Jwks);
+    let mut status = 0;
+    for _ in 0..40 {
+        status = h.get("/reports", Some(&b_token)).await.status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(status, 200);
+    assert!(h.auth.readiness().is_ready());
 }
 
 #[test]
