@@ -15,7 +15,8 @@ use claimcheck::AuthErrorKind;
 use claimcheck::jwt::Algorithm;
 use claimcheck::testing::{Endpoint, FakeKinde, Fault, KeyType};
 use common::issuers::{
-    B_AUDIENCE, assert_both_serve, b_builder, b_token, b_verifier, generic_issuer, two_issuers,
+    B_AUDIENCE, a_shaped, assert_both_serve, b_builder, b_shaped, b_token, b_verifier,
+    generic_issuer, two_issuers,
 };
 use common::{Via, live_for, start_live, start_with, verifier_for};
 use serde_json::json;
@@ -107,27 +108,13 @@ async fn a_key_id_shared_by_two_issuers_never_lends_one_issuers_key_to_the_other
         .unwrap();
     assert!(verifier.warm_up().await);
     let h = start_with(a, verifier).await;
-    let a_iss = h.kinde.issuer().to_owned();
     // B's key, A's kid, A's issuer and audience: A's key for that kid does not verify it.
-    let forged_a = b
-        .user_token("x")
-        .claim("iss", a_iss.as_str())
-        .audience(h.kinde.audience())
-        .permissions(["read:reports"])
-        .header("kid", a_kid.as_str())
-        .sign();
+    let forged_a = a_shaped(&b, &h.kinde).header("kid", a_kid.as_str()).sign();
     h.get("/reports", Some(&forged_a))
         .await
         .assert_invalid_token();
     // A's key, A's kid, B's issuer: B's key for that kid does not verify it.
-    let forged_b = h
-        .kinde
-        .user_token("b-user")
-        .claim("iss", b.issuer())
-        .audience(B_AUDIENCE)
-        .header("typ", "at+jwt")
-        .claim("scope", "read:reports")
-        .sign();
+    let forged_b = b_shaped(&h.kinde, &b, "read:reports").sign();
     h.get("/reports", Some(&forged_b))
         .await
         .assert_invalid_token();
@@ -171,24 +158,12 @@ async fn an_algorithm_allowed_for_one_issuer_only_is_refused_for_the_other() {
     assert!(verifier.warm_up().await);
     let h = start_with(a, verifier).await;
     // ES256 naming A (RS256 only), signed by B's EC key that A's JWKS holds.
-    let es_for_a = b
-        .user_token("x")
-        .claim("iss", h.kinde.issuer())
-        .audience(h.kinde.audience())
-        .permissions(["read:reports"])
-        .sign();
+    let es_for_a = a_shaped(&b, &h.kinde).sign();
     h.get("/reports", Some(&es_for_a))
         .await
         .assert_invalid_token();
     // RS256 naming B (ES256 only), signed by A's RSA key that B's JWKS holds.
-    let rs_for_b = h
-        .kinde
-        .user_token("b-user")
-        .claim("iss", b.issuer())
-        .audience(B_AUDIENCE)
-        .without_claim("permissions")
-        .claim("scope", "read:reports")
-        .sign();
+    let rs_for_b = b_shaped(&h.kinde, &b, "read:reports").sign();
     h.get("/reports", Some(&rs_for_b))
         .await
         .assert_invalid_token();
@@ -206,13 +181,8 @@ async fn an_issuer_named_in_the_header_routes_nothing() {
         .sign();
     assert_eq!(h.get("/reports", Some(&b_with_a_header)).await.status, 200);
     // A's key, A's name in the header, B's in the payload: B's keys decide, and refuse it.
-    let a_key_b_payload = h
-        .kinde
-        .user_token("b-user")
+    let a_key_b_payload = b_shaped(&h.kinde, &b, "read:reports")
         .header("iss", a_iss.as_str())
-        .claim("iss", b.issuer())
-        .audience(B_AUDIENCE)
-        .claim("scope", "read:reports")
         .sign();
     h.get("/reports", Some(&a_key_b_payload))
         .await
@@ -282,13 +252,7 @@ async fn an_issuers_published_keys_of_other_types_are_not_used_outside_its_algor
         let token = b_token(&b, "read:reports").signed_with(kid).sign();
         h.get("/reports", Some(&token)).await.assert_invalid_token();
         // Named as A's (RS256 allowed there): B's RSA key is not A's.
-        let as_a = b
-            .user_token("x")
-            .claim("iss", h.kinde.issuer())
-            .audience(h.kinde.audience())
-            .permissions(["read:reports"])
-            .signed_with(kid)
-            .sign();
+        let as_a = a_shaped(&b, &h.kinde).signed_with(kid).sign();
         h.get("/reports", Some(&as_a)).await.assert_invalid_token();
     }
     // ES256 with the P-256 key's kid but `alg` claimed as ES384 or EdDSA: refused.
@@ -465,13 +429,8 @@ async fn machine_look_alikes_are_machines_only_where_the_profile_says_so() {
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(h.runs(), 1);
     // The same shape signed by A's key, or with A's issuer: not B's, refused.
-    let forged = h
-        .kinde
-        .user_token("b-app")
-        .claim("iss", b.issuer())
-        .audience(B_AUDIENCE)
-        .claim("client_id", "b-app")
-        .claim("scope", "sync:fleet")
+    let forged = b_shaped(&h.kinde, &b, "sync:fleet")
+        .claim("sub", "b-app")
         .sign();
     h.post("/fleet", &forged).await.assert_invalid_token();
     // B's user whose client_id differs: a user, sent to no live source of A's.

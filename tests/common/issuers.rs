@@ -41,12 +41,29 @@ pub fn b_verifier(b: &FakeKinde) -> Verifier {
 
 /// A token B issues: its `iss` (with the slash), `typ: at+jwt`, `client_id`, scopes in `scope`.
 pub fn b_token(b: &FakeKinde, scope: &str) -> TokenBuilder {
-    b.user_token("b-user")
+    b_shaped(b, b, scope)
+}
+
+/// A token shaped as B's (as [`b_token`]) but signed by `signer`'s current key.
+pub fn b_shaped(signer: &FakeKinde, b: &FakeKinde, scope: &str) -> TokenBuilder {
+    signer
+        .user_token("b-user")
         .claim("iss", b_issuer(b))
+        .audience(B_AUDIENCE)
         .without_claim("permissions")
         .header("typ", "at+jwt")
         .claim("client_id", "b-app")
         .claim("scope", scope)
+}
+
+/// A token shaped as Kinde A's (its `iss` and audience, `permissions: [read:reports]`) but
+/// signed by `signer`'s current key.
+pub fn a_shaped(signer: &FakeKinde, a: &FakeKinde) -> TokenBuilder {
+    signer
+        .user_token("x")
+        .claim("iss", a.issuer())
+        .audience(a.audience())
+        .permissions(["read:reports"])
 }
 
 /// A's harness (Kinde's profile, Account API live source), its verifier also accepting B,
